@@ -1,0 +1,1 @@
+"""tick_assets: market data as Dagster software-defined assets."""

@@ -1,0 +1,1 @@
+"""Zerodha Kite: reference data (instruments), later access tokens, lookups and capture."""

@@ -1,0 +1,148 @@
+"""Asset checks on kite/instruments, run against what is actually in the lake.
+
+Each check reads the partition(s) of the run back from the lake, so it checks the stored
+snapshot, not an in-memory copy. The checks are blocking: the instrument lookup built on a
+bad dump would silently stream the wrong instruments.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from tick_assets.defs.kite.assets import VENUE, instruments
+from tick_assets.defs.partitions import nse_trading_days
+from tick_assets.defs.resources import SettingsResource
+from tick_assets.sources.kite.instruments import INSTRUMENT_COLUMNS, INSTRUMENT_SCHEMA
+from tick_assets.store import lake
+
+ASSET = "instruments"
+MAX_LISTED = 20
+
+
+def _per_day(
+    context: dg.AssetCheckExecutionContext,
+    settings: SettingsResource,
+    evaluate: Callable[[str, lake.Manifest], str | None],
+    ok_metadata: Callable[[str, lake.Manifest], dict[str, Any]] | None = None,
+) -> dg.AssetCheckResult:
+    """Run ``evaluate(day, manifest)`` (None = pass, else the problem) for every day in the run."""
+    problems: dict[str, str] = {}
+    details: dict[str, Any] = {}
+    for day in context.partition_keys:
+        try:
+            manifest = lake.read_manifest(settings.home, VENUE, ASSET, {"date": day})
+        except lake.LakeError as exc:
+            problems[day] = str(exc)
+            continue
+        problem = evaluate(day, manifest)
+        if problem:
+            problems[day] = problem
+        elif ok_metadata:
+            details.update(ok_metadata(day, manifest))
+    name = context.check_specs[0].name if context.check_specs else "check"
+    verdict = "FAILED: " + "; ".join(problems.values()) if problems else "passed"
+    context.log.info(f"{name} on kite/instruments {', '.join(context.partition_keys)}: {verdict}")
+    metadata: dict[str, Any] = {"days_checked": len(context.partition_keys), **details}
+    if problems:
+        metadata["problems"] = dg.MetadataValue.json(problems)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata=metadata,
+        description="; ".join(f"{day}: {p}" for day, p in problems.items()) or None,
+    )
+
+
+@dg.asset_check(
+    asset=instruments,
+    partitions_def=nse_trading_days,
+    blocking=True,
+    description="The day's instrument snapshot has at least one row.",
+)
+def instruments_not_empty(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    def evaluate(day: str, manifest: lake.Manifest) -> str | None:
+        return None if manifest.rows > 0 else "the snapshot has no rows"
+
+    return _per_day(context, settings, evaluate, lambda day, m: {f"rows {day}": m.rows})
+
+
+@dg.asset_check(
+    asset=instruments,
+    partitions_def=nse_trading_days,
+    blocking=True,
+    description="No instrument_token appears twice in the day's snapshot.",
+)
+def instruments_unique_tokens(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    def evaluate(day: str, manifest: lake.Manifest) -> str | None:
+        table = lake.read_partition(
+            settings.home, VENUE, ASSET, {"date": day}, columns=["instrument_token"]
+        )
+        tokens = pl.from_arrow(table)["instrument_token"]
+        dupes = tokens.filter(tokens.is_duplicated()).unique().sort()
+        if dupes.len() == 0:
+            return None
+        shown = ", ".join(str(t) for t in dupes.head(MAX_LISTED).to_list())
+        more = f" (and {dupes.len() - MAX_LISTED} more)" if dupes.len() > MAX_LISTED else ""
+        return f"{dupes.len()} instrument_token(s) appear more than once: {shown}{more}"
+
+    return _per_day(context, settings, evaluate)
+
+
+@dg.asset_check(
+    asset=instruments,
+    partitions_def=nse_trading_days,
+    blocking=True,
+    description="The snapshot has exactly Kite's instrument dump columns, in order, typed.",
+)
+def instruments_expected_columns(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    expected = {
+        f.name: str(f.type) for f in pl.DataFrame(schema=INSTRUMENT_SCHEMA).to_arrow().schema
+    }
+
+    def evaluate(day: str, manifest: lake.Manifest) -> str | None:
+        actual = dict(manifest.columns)
+        if list(actual) != list(INSTRUMENT_COLUMNS):
+            missing = [c for c in INSTRUMENT_COLUMNS if c not in actual]
+            extra = [c for c in actual if c not in expected]
+            if not missing and not extra:
+                return f"columns are out of order: {list(actual)}"
+            return f"missing columns {missing}, unexpected columns {extra}"
+        wrong = {c: f"{actual[c]} (expected {t})" for c, t in expected.items() if actual[c] != t}
+        return f"columns with unexpected types: {wrong}" if wrong else None
+
+    return _per_day(context, settings, evaluate)
+
+
+@dg.asset_check(
+    asset=instruments,
+    partitions_def=nse_trading_days,
+    blocking=True,
+    description=(
+        "The lake files match their manifest (sha256, row counts) and every row the server "
+        "sent is accounted for (received = written + dropped)."
+    ),
+)
+def instruments_lake_integrity(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    def evaluate(day: str, manifest: lake.Manifest) -> str | None:
+        try:
+            lake.verify_partition(settings.home, VENUE, ASSET, {"date": day})
+        except lake.LakeIntegrityError as exc:
+            return str(exc)
+        unaccounted = lake.unaccounted_rows(manifest.accounting)
+        if unaccounted:
+            return (
+                f"{unaccounted} row(s) unaccounted for: accounting {manifest.accounting} "
+                "(received != written + dropped)"
+            )
+        return None
+
+    return _per_day(context, settings, evaluate)

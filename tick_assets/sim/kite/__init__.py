@@ -1,0 +1,1 @@
+"""The Kite Connect simulator: REST, login pages, and the ticker websocket, on one aiohttp app."""

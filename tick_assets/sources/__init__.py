@@ -1,0 +1,1 @@
+"""Venue adapters: one folder per venue holding its wire formats, clients and limits."""

@@ -1,0 +1,1 @@
+"""Zerodha Kite Connect: websocket codec, instrument dump, REST limits."""
