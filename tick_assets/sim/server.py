@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TextIO, TypeVar
 
@@ -22,6 +22,7 @@ from aiohttp import web
 
 from tick_assets.sim.kite.ticker import TickerHub
 from tick_assets.sim.kite.venue import KiteSimConfig, KiteVenue
+from tick_assets.sim.venues import Venue, build_venues
 
 T = TypeVar("T")
 
@@ -47,10 +48,11 @@ def _health(venues: list[str]) -> Callable[[web.Request], Any]:
     return health
 
 
-def build_app(kite: KiteVenue) -> web.Application:
+def build_app(venues: Sequence[Venue]) -> web.Application:
     app = web.Application()
-    kite.mount(app)
-    app.router.add_get("/sim/health", _health(["kite"]))
+    for venue in venues:
+        venue.mount(app)
+    app.router.add_get("/sim/health", _health([v.name for v in venues]))
     return app
 
 
@@ -59,9 +61,12 @@ def _runner(app: web.Application) -> web.AppRunner:
     return web.AppRunner(app, handle_signals=False, access_log=None)
 
 
-def endpoints_for(host: str, port: int) -> dict[str, str]:
+def endpoints_for(host: str, port: int, venues: Sequence[Venue]) -> dict[str, str]:
     http, ws = f"http://{host}:{port}", f"ws://{host}:{port}"
-    return {**KiteVenue.endpoints(http, ws), "sim_health": f"{http}/sim/health"}
+    named: dict[str, str] = {}
+    for venue in venues:
+        named.update(venue.endpoints(http, ws))
+    return {**named, "sim_health": f"{http}/sim/health"}
 
 
 class SimServer:
@@ -72,6 +77,7 @@ class SimServer:
         if kite_overrides:
             base = KiteSimConfig(**{**base.__dict__, **kite_overrides})
         self.kite_config = base
+        self.venues: list[Venue] = []
         self.kite: KiteVenue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -84,7 +90,8 @@ class SimServer:
         check_loopback(host)
         if self._thread is not None:
             raise RuntimeError("SimServer already started")
-        self.kite = KiteVenue(self.kite_config)
+        self.venues = build_venues(self.kite_config)
+        self.kite = next(v for v in self.venues if isinstance(v, KiteVenue))
         ready: Future[dict[str, str]] = Future()
         self._thread = threading.Thread(
             target=self._run, args=(host, port, ready), name="tick-assets-sim", daemon=True
@@ -98,8 +105,7 @@ class SimServer:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            assert self.kite is not None
-            self._runner = _runner(build_app(self.kite))
+            self._runner = _runner(build_app(self.venues))
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, host, port)
             loop.run_until_complete(site.start())
@@ -108,7 +114,7 @@ class SimServer:
             ready.set_exception(exc)
             loop.close()
             return
-        ready.set_result(endpoints_for(host, bound_port))
+        ready.set_result(endpoints_for(host, bound_port, self.venues))
         loop.run_forever()
         loop.run_until_complete(self._runner.cleanup())
         loop.close()
@@ -183,17 +189,17 @@ def run_forever(
     """Serve in the foreground until SIGINT/SIGTERM; the first stdout line is the endpoints."""
     check_loopback(host)
     out = out or sys.stdout
-    venue = KiteVenue(kite or KiteSimConfig())
+    venues = build_venues(kite or KiteSimConfig())
 
     async def main() -> None:
-        runner = _runner(build_app(venue))
+        runner = _runner(build_app(venues))
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        out.write(json.dumps(endpoints_for(host, runner.addresses[0][1])) + "\n")
+        out.write(json.dumps(endpoints_for(host, runner.addresses[0][1], venues)) + "\n")
         out.flush()
         try:
             await stop.wait()

@@ -49,6 +49,8 @@ class KiteSimConfig:
 class KiteVenue:
     """Everything Kite in the simulator; mount() adds its routes to the server's app."""
 
+    name = "kite"
+
     def __init__(self, config: KiteSimConfig | None = None) -> None:
         self.config = config or KiteSimConfig()
         day = self.config.resolved_day()
