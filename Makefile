@@ -24,7 +24,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
 .PHONY: help setup demo test lint format bench dev clean clean-data
 
 help:
-	@echo "make demo   materialize the simulated Kite instruments for the last trading day"
+	@echo "make demo   simulated Kite morning: access tokens, instruments and lookup for the last trading day"
 	@echo "make test   ruff + dagster definitions validate + pytest"
 	@echo "make bench  run every benchmarks/bench_*.py"
 	@echo "make dev    Dagster UI (webserver + daemon) on the embedded instance"
@@ -55,13 +55,26 @@ $(DAGSTER_HOME)/dagster.yaml: | $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
 	@if [ ! -e $@ ]; then ln -s $(CURDIR)/dagster.yaml $@; fi
 
+# demo: the Kite morning on the simulator: log every app in (kite/access_token, one partition
+# per app; Selenium + headless Chromium where installed, else the HTTP login), then the day's
+# instrument dump and the instrument lookup built on it, and what landed in the lake.
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@day=$$($(RUN_ENV) $(BIN)/tick-assets calendar latest-day); \
-	echo ">> kite/instruments for $$day (mode: $${TICK_ASSETS_MODE:-sim}, TICK_ASSETS_HOME: $(TICK_ASSETS_HOME))"; \
+	apps=$$($(RUN_ENV) $(BIN)/python -c 'from tick_assets.config import load_settings; print(*load_settings().kite_apps)'); \
+	echo ">> mode: $${TICK_ASSETS_MODE:-sim}, TICK_ASSETS_HOME: $(TICK_ASSETS_HOME)"; \
+	for app in $$apps; do \
+	  echo ">> kite/access_token[$$app]"; \
+	  $(RUN_ENV) $(BIN)/dagster asset materialize -m tick_assets.definitions \
+	    --select kite/access_token --partition $$app --config-json '$(DEMO_RUN_CONFIG)'; \
+	done; \
+	echo ">> kite/instruments and kite/instrument_lookup for $$day"; \
 	$(RUN_ENV) $(BIN)/dagster asset materialize -m tick_assets.definitions \
-	  --select kite/instruments --partition $$day --config-json '$(DEMO_RUN_CONFIG)'; \
+	  --select kite/instruments,kite/instrument_lookup --partition $$day \
+	  --config-json '$(DEMO_RUN_CONFIG)'; \
 	echo; $(RUN_ENV) $(BIN)/tick-assets lake show kite instruments date=$$day \
-	  --count-by segment --verify
+	  --count-by segment --verify; \
+	echo; $(RUN_ENV) $(BIN)/tick-assets lake show kite instrument_lookup date=$$day \
+	  --count-by shard --verify
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -80,7 +80,7 @@ def _add_calendar(sub: argparse._SubParsersAction) -> None:
     cal = parser.add_subparsers(dest="calendar_command", required=True)
     latest = cal.add_parser(
         "latest-day",
-        help="the newest NSE trading day that has ended (the newest trading-day partition)",
+        help="the newest NSE trading day that has ended",
     )
     latest.add_argument("--now", help="reference time, ISO-8601 with offset (default: now)")
     latest.set_defaults(func=_run_latest_day)

@@ -89,8 +89,49 @@ class KiteVenueConfig(_Model):
     login_url: Annotated[str, _url("https", "http")] = "https://kite.zerodha.com/connect/login"
 
 
+class UpstoxVenueConfig(_Model):
+    """Upstox API v3 (historical candles): roots and the NAME of the env var with the token."""
+
+    api_root: Annotated[str, _url("https", "http")] = "https://api.upstox.com"
+    assets_root: Annotated[str, _url("https", "http")] = "https://assets.upstox.com"
+    access_token_env: EnvName = "UPSTOX_ACCESS_TOKEN"
+
+
+def _quote_asset(value: str) -> str:
+    if not re.fullmatch(r"[A-Z0-9]{2,10}", value):
+        raise ValueError("must be a Binance asset in capitals, e.g. USDT")
+    return value
+
+
+class CoinGeckoVenueConfig(_Model):
+    """CoinGecko (coingecko/rankings): REST root, ranking depth, free-tier budget, cache."""
+
+    rest_root: Annotated[str, _url("https", "http")] = "https://api.coingecko.com/api/v3"
+    top_n: int = Field(100, ge=1, le=1000)
+    per_page: int = Field(250, ge=1, le=250)
+    calls_per_minute: float = Field(10.0, gt=0, le=500)  # keyless free tier: stay low
+    cache_seconds: int = Field(600, ge=0, le=86_400)
+    backoff_seconds: float = Field(60.0, ge=0, le=3600)  # first wait after a bare 429
+    demo_api_key_env: EnvName | None = None  # NAME of the env var holding a Demo key
+
+
+class BinanceVenueConfig(_Model):
+    """Binance spot (binance/universe, binance/klines_1m): roots, weight budget, overrides."""
+
+    rest_root: Annotated[str, _url("https", "http")] = "https://data-api.binance.vision"
+    archive_root: Annotated[str, _url("https", "http")] = "https://data.binance.vision"
+    quote_asset: Annotated[str, AfterValidator(_quote_asset)] = "USDT"
+    overrides_file: str = "config/crypto/binance_overrides.toml"  # relative to the config file
+    weight_limit: int = Field(6000, ge=10, le=1_000_000)  # REQUEST_WEIGHT per minute per IP
+    weight_budget: float = Field(0.95, gt=0, le=1.0)  # share of it this deployment uses
+    download_workers: int = Field(4, ge=1, le=32)
+
+
 class VenuesConfig(_Model):
     kite: KiteVenueConfig = KiteVenueConfig()
+    upstox: UpstoxVenueConfig = UpstoxVenueConfig()
+    coingecko: CoinGeckoVenueConfig = CoinGeckoVenueConfig()
+    binance: BinanceVenueConfig = BinanceVenueConfig()
 
 
 class CaptureConfig(_Model):
@@ -108,12 +149,54 @@ class _KiteSection(_Model):
     apps: dict[Name, KiteAppConfig] = {}
 
 
+CANDLE_TIMEFRAMES = ("1minute", "3minute", "5minute", "10minute", "15minute", "30minute",
+                     "60minute", "day")  # fmt: skip
+
+
+def _candle_timeframes(value: list[str]) -> list[str]:
+    bad = [t for t in value if t not in CANDLE_TIMEFRAMES]
+    if bad or not value or len(set(value)) != len(value):
+        raise ValueError(
+            f"must be a non-empty list without repeats of timeframes both Kite and Upstox offer "
+            f"({', '.join(CANDLE_TIMEFRAMES)}); {bad or value} is not"
+        )
+    return value
+
+
+class CandleVenueConfig(_Model):
+    """Historical candles from one venue: which symbol lists, how many concurrent requests."""
+
+    symbols: list[Name] = ["nifty50"]  # names from [candles.symbol_lists]
+    workers: int = Field(4, ge=1, le=64)  # 1 = sequential
+
+
+class KiteCandleConfig(CandleVenueConfig):
+    app: Name = "indices"  # whose access token (kite/access_token partition) pays the 3 req/s
+
+
+class CandlesConfig(_Model):
+    """[candles]: historical candles (upstox/candles, kite/candles)."""
+
+    symbol_lists: dict[Name, str] = {}  # name -> CSV with a `symbol` column
+    timeframes: Annotated[list[str], AfterValidator(_candle_timeframes)] = [
+        "1minute", "5minute", "15minute", "day",
+    ]  # fmt: skip
+    max_failed_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    retries: int = Field(6, ge=1, le=20)
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    progress: Literal["auto", "always", "never"] = "auto"
+    refetch_missing: bool = False
+    upstox: CandleVenueConfig = CandleVenueConfig(workers=8)
+    kite: KiteCandleConfig = KiteCandleConfig(workers=2)
+
+
 class _ConfigFile(_Model):
     kite: _KiteSection = _KiteSection()
     universes: dict[Name, str] = {}
     venues: VenuesConfig = VenuesConfig()
     capture: CaptureConfig = CaptureConfig()
     sim: SimConfig = SimConfig()
+    candles: CandlesConfig = CandlesConfig()
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -133,6 +216,7 @@ class Settings:
     sim: SimConfig
     holidays_file: Path | None = None
     dotenv_path: Path | None = None  # the .env that was read, if any
+    candles: CandlesConfig = CandlesConfig()
 
 
 class KiteAppSecrets(BaseModel):
@@ -292,6 +376,7 @@ def load_settings(
         venues=parsed.venues.model_dump(),
         capture=parsed.capture,
         sim=parsed.sim,
+        candles=parsed.candles,
         holidays_file=holidays_file,
         dotenv_path=dotenv_path if dotenv_path.is_file() else None,
     )

@@ -149,7 +149,8 @@ def test_invalid_toml_names_the_file(tmp_path: Path, no_dotenv: Path) -> None:
         ("[sim]\nspeed = 0\n", "[sim].speed=0"),
         ("[sim]\nrate = 1.5\n", "[sim].rate=1.5"),
         ("[venues.kite]\napi_root = 'api.kite.trade'\n", "[venues.kite].api_root='api.kite.trade'"),
-        ("[venues.binance]\nx = 1\n", "[venues].binance: unknown section"),
+        ("[venues.nosuchvenue]\nx = 1\n", "[venues].nosuchvenue: unknown section"),
+        ("[venues.binance]\nx = 1\n", "[venues.binance].x: unknown setting"),
         (
             APP.replace('universe = "main"', 'universe = "main"\nlogin_method = "chrome"'),
             "'selenium' or 'http'",

@@ -11,7 +11,9 @@ from typing import Protocol
 
 from aiohttp import web
 
+from tick_assets.sim.binance.venue import crypto_venues
 from tick_assets.sim.kite.venue import KiteSimConfig, KiteVenue
+from tick_assets.sim.upstox.venue import UpstoxVenue
 
 
 class Venue(Protocol):
@@ -24,4 +26,6 @@ class Venue(Protocol):
 
 def build_venues(kite: KiteSimConfig) -> list[Venue]:
     """One instance of each simulated venue; Kite's day and market follow `kite`."""
-    return [KiteVenue(kite)]
+    kite_venue = KiteVenue(kite)
+    crypto = crypto_venues(kite.seed)  # CoinGecko and Binance (one coin catalogue)
+    return [kite_venue, UpstoxVenue(kite_venue), *crypto]  # Upstox serves the same market

@@ -16,7 +16,7 @@ import requests
 
 from tick_assets.calendars import IST
 from tick_assets.defs.kite.resources import KiteResource
-from tick_assets.defs.partitions import nse_trading_days
+from tick_assets.defs.partitions import future_days, nse_trading_days
 from tick_assets.defs.resources import SettingsResource
 from tick_assets.sources.kite.instruments import parse_instruments
 from tick_assets.store import lake
@@ -69,6 +69,20 @@ def _csv_data_lines(csv_bytes: bytes) -> int:
 
 def _column_schema(manifest: lake.Manifest) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in manifest.columns])
+
+
+def refuse_future_days(asset: str, days: list[str]) -> None:
+    """A trading day after today (IST) has no dump yet. Dagster lists the next trading day's
+    partition early on weekends and holidays (dagster#33551, see defs/partitions.py)."""
+    future = future_days(days)
+    if future:
+        raise dg.Failure(
+            description=(
+                f"{asset} for {', '.join(future)}: that day is still in the future (today is "
+                f"{datetime.now(IST).date()} IST); Dagster lists the next trading day's "
+                "partition early on weekends and holidays. Materialize it on the day itself."
+            )
+        )
 
 
 def _check_live_day(kite: KiteResource, days: list[str]) -> None:
@@ -140,6 +154,7 @@ def instruments(
     context: dg.AssetExecutionContext, kite: KiteResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
     days = list(context.partition_keys)
+    refuse_future_days("kite/instruments", days)
     _check_live_day(kite, days)
     summary: dict[str, int] = {}
     for day in days:

@@ -1,8 +1,11 @@
-"""Asset checks on kite/instruments, run against what is actually in the lake.
+"""Asset checks on kite/instruments and kite/instrument_lookup, run against the lake.
 
-Each check reads the partition(s) of the run back from the lake, so it checks the stored
-snapshot, not an in-memory copy. The checks are blocking: the instrument lookup built on a
-bad dump would silently stream the wrong instruments.
+Each check reads the partition(s) of the run back from the lake, so it checks what is stored,
+not an in-memory copy. The instruments checks are blocking: the instrument lookup built on a
+bad dump would silently stream the wrong instruments. On the lookup, duplicate table names and
+shards over Kite's limits block (the capture would fail or mix instruments up); unresolved
+symbols fail with WARN severity and are listed, so a renamed or delisted symbol is visible
+while the rest of the universe is still captured.
 """
 
 from collections.abc import Callable
@@ -12,8 +15,11 @@ import dagster as dg
 import polars as pl
 
 from tick_assets.defs.kite.assets import VENUE, instruments
+from tick_assets.defs.kite.lookup import ASSET as LOOKUP_ASSET
+from tick_assets.defs.kite.lookup import instrument_lookup
 from tick_assets.defs.partitions import nse_trading_days
 from tick_assets.defs.resources import SettingsResource
+from tick_assets.sources.kite import lookup as lk
 from tick_assets.sources.kite.instruments import INSTRUMENT_COLUMNS, INSTRUMENT_SCHEMA
 from tick_assets.store import lake
 
@@ -26,29 +32,36 @@ def _per_day(
     settings: SettingsResource,
     evaluate: Callable[[str, lake.Manifest], str | None],
     ok_metadata: Callable[[str, lake.Manifest], dict[str, Any]] | None = None,
+    asset: str = ASSET,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    problem_metadata: Callable[[str], dict[str, Any]] | None = None,
 ) -> dg.AssetCheckResult:
     """Run ``evaluate(day, manifest)`` (None = pass, else the problem) for every day in the run."""
     problems: dict[str, str] = {}
     details: dict[str, Any] = {}
     for day in context.partition_keys:
         try:
-            manifest = lake.read_manifest(settings.home, VENUE, ASSET, {"date": day})
+            manifest = lake.read_manifest(settings.home, VENUE, asset, {"date": day})
         except lake.LakeError as exc:
             problems[day] = str(exc)
             continue
         problem = evaluate(day, manifest)
         if problem:
             problems[day] = problem
+            if problem_metadata:
+                details.update(problem_metadata(day))
         elif ok_metadata:
             details.update(ok_metadata(day, manifest))
     name = context.check_specs[0].name if context.check_specs else "check"
     verdict = "FAILED: " + "; ".join(problems.values()) if problems else "passed"
-    context.log.info(f"{name} on kite/instruments {', '.join(context.partition_keys)}: {verdict}")
+    log = context.log.warning if problems else context.log.info
+    log(f"{name} on kite/{asset} {', '.join(context.partition_keys)}: {verdict}")
     metadata: dict[str, Any] = {"days_checked": len(context.partition_keys), **details}
     if problems:
         metadata["problems"] = dg.MetadataValue.json(problems)
     return dg.AssetCheckResult(
         passed=not problems,
+        severity=severity,
         metadata=metadata,
         description="; ".join(f"{day}: {p}" for day, p in problems.items()) or None,
     )
@@ -146,3 +159,96 @@ def instruments_lake_integrity(
         return None
 
     return _per_day(context, settings, evaluate)
+
+
+# ---------------------------------------------------------------- kite/instrument_lookup
+
+
+def _lookup(settings: SettingsResource, day: str) -> pl.DataFrame:
+    return pl.from_arrow(lake.read_partition(settings.home, VENUE, LOOKUP_ASSET, {"date": day}))
+
+
+@dg.asset_check(
+    asset=instrument_lookup,
+    partitions_def=nse_trading_days,
+    description=(
+        "Every universe symbol resolved to an instrument_token on the day. Fails (WARN) "
+        "listing the unresolved ones: a renamed or delisted symbol is visible, never silent."
+    ),
+)
+def instrument_lookup_all_resolved(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    missing: dict[str, list[dict[str, str]]] = {}
+
+    def evaluate(day: str, manifest: lake.Manifest) -> str | None:
+        rows = lk.unresolved(_lookup(settings, day))
+        if not rows:
+            return None
+        missing[day] = rows
+        shown = "; ".join(f"{r['app']}: {r['problem']}" for r in rows[:MAX_LISTED])
+        more = f" (and {len(rows) - MAX_LISTED} more)" if len(rows) > MAX_LISTED else ""
+        return f"{len(rows)} universe symbol(s) unresolved: {shown}{more}"
+
+    return _per_day(
+        context,
+        settings,
+        evaluate,
+        lambda day, m: {f"resolved {day}": m.rows},
+        asset=LOOKUP_ASSET,
+        severity=dg.AssetCheckSeverity.WARN,
+        problem_metadata=lambda day: {
+            f"unresolved {day}": dg.MetadataValue.json(missing[day][: MAX_LISTED * 5])
+        },
+    )
+
+
+@dg.asset_check(
+    asset=instrument_lookup,
+    partitions_def=nse_trading_days,
+    blocking=True,
+    description="No table name is used twice (across all apps' universes).",
+)
+def instrument_lookup_unique_tables(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    def evaluate(day: str, manifest: lake.Manifest) -> str | None:
+        dupes = lk.duplicate_tables(_lookup(settings, day))
+        if not dupes:
+            return None
+        shown = "; ".join(
+            f"{t} <- {', '.join(uses)}" for t, uses in list(dupes.items())[:MAX_LISTED]
+        )
+        return (
+            f"{len(dupes)} table name(s) used more than once: {shown}. List each instrument "
+            "once, in one app's universe, or give it a distinct table"
+        )
+
+    return _per_day(context, settings, evaluate, asset=LOOKUP_ASSET)
+
+
+@dg.asset_check(
+    asset=instrument_lookup,
+    partitions_def=nse_trading_days,
+    blocking=True,
+    description=(
+        "No shard is over Kite's limits: at most 3000 instruments per websocket connection "
+        "and 3 connections per app (api_key)."
+    ),
+)
+def instrument_lookup_shards_within_limits(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    def evaluate(day: str, manifest: lake.Manifest) -> str | None:
+        problems = lk.shard_problems(_lookup(settings, day))
+        return "; ".join(problems) or None
+
+    return _per_day(
+        context,
+        settings,
+        evaluate,
+        lambda day, m: {
+            f"shards {day}": dg.MetadataValue.json(lk.shard_counts(_lookup(settings, day)))
+        },
+        asset=LOOKUP_ASSET,
+    )

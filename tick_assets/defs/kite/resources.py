@@ -7,6 +7,7 @@ in the UI); no credential is ever logged or put in metadata.
 """
 
 from datetime import date
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -14,6 +15,13 @@ from kiteconnect import KiteConnect
 
 from tick_assets.config import MODE_ENV, KiteAppSecrets, Settings, SettingsError, load_settings
 from tick_assets.defs.resources import sim_endpoints
+from tick_assets.sources.kite.login import (
+    LoginEndpoints,
+    LoginResult,
+    browser_available,
+    login,
+)
+from tick_assets.store.tokens import TokenRecord, TokenStore
 
 Mode = Literal["sim", "live"]
 
@@ -46,6 +54,8 @@ class KiteResource(dg.ConfigurableResource):
     sim_seed: int = 42
     sim_rate: float = 2000.0
     sim_speed: float = 375.0
+    home: str = ""  # TICK_ASSETS_HOME (token store); "" = read the settings when needed
+    login_methods: dict[str, str] = {}  # app -> "selenium" | "http" ([kite.apps.<app>])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "KiteResource":
@@ -64,7 +74,9 @@ class KiteResource(dg.ConfigurableResource):
             }
         return cls(
             mode=settings.mode,
+            home=str(settings.home),
             app_names=list(settings.kite_apps),
+            login_methods={name: app.login_method for name, app in settings.kite_apps.items()},
             apps=apps,
             sim_seed=settings.sim.seed,
             sim_rate=float(settings.sim.rate),
@@ -116,6 +128,70 @@ class KiteResource(dg.ConfigurableResource):
             password=creds.password,
             totp_seed=creds.totp_seed,
         )
+
+    # --- login (kite/access_token) -------------------------------------------------------------
+
+    def login_endpoints(self) -> LoginEndpoints:
+        """The login page, login API and REST root: the simulator's, or Kite's."""
+        if self.mode == "sim":
+            ep = self.endpoints()
+            return LoginEndpoints(ep["kite_login"], ep["kite_login_api"], ep["kite_rest"])
+        return LoginEndpoints.live(self.login_url, self.api_root)
+
+    def login_method(self, app: str) -> tuple[str, str | None]:
+        """(method to use, why it differs from the configured one or None).
+
+        A configured "selenium" login falls back to "http" where Chromium/chromedriver are
+        not installed, as the HTTP login needs no browser.
+        """
+        configured = self.login_methods.get(app, "selenium")
+        if configured == "selenium" and not browser_available():
+            return "http", (
+                "login_method 'selenium' configured but /usr/bin/chromium or "
+                "/usr/bin/chromedriver is missing; logged in through the HTTP login API"
+            )
+        return configured, None
+
+    def login(self, app: str, screenshot_dir: Path) -> tuple[LoginResult, str | None]:
+        """Log ``app`` in now; (result, fallback note). Raises KiteLoginError naming the step."""
+        method, note = self.login_method(app)
+        result = login(
+            self.credentials(app),
+            method,
+            self.login_endpoints(),
+            screenshot_dir,
+            timeout=self.timeout_seconds,
+        )
+        return result, note
+
+    # --- access tokens (kite/access_token writes them; everything else reads them) -------------
+
+    def token_store(self) -> TokenStore:
+        """This mode's encrypted token store under TICK_ASSETS_HOME/secrets/."""
+        home = Path(self.home) if self.home else load_settings().home
+        return TokenStore(home, self.mode)
+
+    def token_record(self, app: str) -> TokenRecord:
+        """The app's valid token record (TokenMissingError / TokenExpiredError otherwise)."""
+        self.credentials(app)  # an unknown app is a SettingsError, not a "missing token"
+        return self.token_store().get_valid(app)
+
+    def access_token(self, app: str) -> str:
+        """The app's current access token from the store.
+
+        Raises tick_assets.store.tokens.TokenMissingError or TokenExpiredError (both
+        TokenStoreError) with a message naming the app, the expiry and the fix
+        ("materialize kite/access_token (partition <app>)"). Never log the returned value.
+        """
+        return self.token_record(app).access_token
+
+    def kite_connect(self, app: str, day: date | None = None) -> KiteConnect:
+        """An authorized kiteconnect.KiteConnect for ``app`` (token from the store).
+
+        ``day`` picks the simulated day in sim mode (one simulator per day; any of them
+        accepts the token), and is ignored in live mode.
+        """
+        return self.client(app, access_token=self.access_token(app), day=day)
 
     def client(
         self, app: str | None = None, access_token: str | None = None, day: date | None = None

@@ -3,6 +3,15 @@
 Wall time bounds the short-lived things a human or script races against (pending 2FA, the
 request_token); the simulated clock bounds access tokens, which expire at 06:00 IST after
 they were issued, as Kite's do.
+
+Access tokens are stateless: 32 base62 characters packing the expiry, the login time, a nonce
+and an HMAC-SHA256 (keyed by the app's api_secret, over api_key and the rest). Any simulator
+instance, in this process or another, accepts a token another instance issued, as every Kite
+server accepts Kite's: the platform starts one simulator per partition day and logs in on one
+of them. A token is refused once the validating instance's clock reaches its expiry. Logout
+(DELETE /session/token) and the control endpoint's expire mark a token dead for every instance
+in the process (a process-wide set); the sim apps' secrets are public test values, so these
+tokens protect nothing real.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import hashlib
 import hmac
 import secrets
 import string
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,7 +65,76 @@ class Grant:
     enctoken: str
     login_time: float  # simulated epoch
     expires_at: float  # simulated epoch
-    revoked: bool = False
+
+
+# --- stateless access tokens -------------------------------------------------------------------
+
+TOKEN_LENGTH = 32
+_MAC_BYTES = 10
+_NONCE_BYTES = 5
+_TOKEN_BYTES = 4 + 4 + _NONCE_BYTES + _MAC_BYTES  # expiry, login, nonce, mac: 23 bytes
+_MAC_LABEL = b"tick-assets sim kite access token v1\0"
+_dead_lock = threading.Lock()
+_dead_tokens: set[str] = set()  # revoked or force-expired, for every instance in the process
+
+
+def _b62(data: bytes) -> str:
+    n = int.from_bytes(data, "big")
+    out = []
+    for _ in range(TOKEN_LENGTH):
+        n, r = divmod(n, 62)
+        out.append(_ALNUM[r])
+    return "".join(reversed(out))
+
+
+def _unb62(text: str) -> bytes | None:
+    if len(text) != TOKEN_LENGTH:
+        return None
+    n = 0
+    for ch in text:
+        i = _ALNUM.find(ch)
+        if i < 0:
+            return None
+        n = n * 62 + i
+    if n >> (8 * _TOKEN_BYTES):
+        return None
+    return n.to_bytes(_TOKEN_BYTES, "big")
+
+
+def _mac(app: SimApp, body: bytes) -> bytes:
+    key = hashlib.sha256(_MAC_LABEL + app.api_secret.encode()).digest()
+    return hmac.new(key, app.api_key.encode() + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def mint_access_token(app: SimApp, login_time: float, expires_at: float) -> str:
+    """A signed access token for ``app`` valid until ``expires_at`` (simulated epoch)."""
+    body = (
+        int(expires_at).to_bytes(4, "big")
+        + int(login_time).to_bytes(4, "big")
+        + secrets.token_bytes(_NONCE_BYTES)
+    )
+    return _b62(body + _mac(app, body))
+
+
+def read_access_token(app: SimApp, token: str) -> tuple[float, float] | None:
+    """(login_time, expires_at) of a token signed for ``app``; None if forged or malformed."""
+    raw = _unb62(token)
+    if raw is None:
+        return None
+    body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    if not hmac.compare_digest(mac, _mac(app, body)):
+        return None
+    return float(int.from_bytes(body[4:8], "big")), float(int.from_bytes(body[:4], "big"))
+
+
+def _is_dead(token: str) -> bool:
+    with _dead_lock:
+        return token in _dead_tokens
+
+
+def _kill(token: str) -> None:
+    with _dead_lock:
+        _dead_tokens.add(token)
 
 
 def next_expiry(sim_epoch: float) -> float:
@@ -76,7 +155,7 @@ class KiteAuth:
         self._pending: dict[str, tuple[str, float]] = {}  # request_id -> (user_id, deadline)
         self._sessions: dict[str, str] = {}  # browser session id -> user_id
         self._request_tokens: dict[str, tuple[str, str, float]] = {}  # -> (api_key, user, deadline)
-        self._grants: dict[str, Grant] = {}
+        self._known: dict[str, str] = {}  # access tokens issued or accepted here -> api_key
 
     # --- password and TOTP ---------------------------------------------------------------------
 
@@ -130,25 +209,44 @@ class KiteAuth:
         if issued is None or issued[0] != api_key or issued[2] < time.monotonic():
             raise KiteError(403, "TokenException", "Token is invalid or has expired.")
         now = self.clock.now()
+        expires_at = next_expiry(now)
         grant = Grant(
             api_key=api_key,
             user_id=issued[1],
-            access_token=random_token(32),
+            access_token=mint_access_token(app, now, expires_at),
             public_token=random_token(32),
             enctoken=random_token(64),
-            login_time=now,
-            expires_at=next_expiry(now),
+            login_time=float(int(now)),
+            expires_at=float(int(expires_at)),
         )
-        self._grants[grant.access_token] = grant
+        self._known[grant.access_token] = api_key
         return grant
 
+    def _grant(self, api_key: str, access_token: str) -> Grant | None:
+        """The grant a well-signed token of a known app stands for (expired or not)."""
+        app = app_by_key(api_key)
+        if app is None or app not in self.apps.values():
+            return None
+        times = read_access_token(app, access_token)
+        if times is None:
+            return None
+        login_time, expires_at = times
+        return Grant(
+            api_key=api_key,
+            user_id=app.user_id,
+            access_token=access_token,
+            public_token="",
+            enctoken="",
+            login_time=login_time,
+            expires_at=expires_at,
+        )
+
     def check(self, api_key: str, access_token: str) -> Grant | None:
-        """The grant behind a key:token pair, or None when unknown, revoked or expired."""
-        grant = self._grants.get(access_token)
-        if grant is None or grant.revoked or grant.api_key != api_key:
+        """The grant behind a key:token pair, or None when forged, revoked or expired."""
+        grant = self._grant(api_key, access_token)
+        if grant is None or _is_dead(access_token) or self.clock.now() >= grant.expires_at:
             return None
-        if self.clock.now() >= grant.expires_at:
-            return None
+        self._known.setdefault(access_token, api_key)
         return grant
 
     def check_header(self, authorization: str | None) -> Grant:
@@ -163,20 +261,24 @@ class KiteAuth:
         return grant
 
     def invalidate(self, api_key: str, access_token: str) -> bool:
-        grant = self._grants.get(access_token)
-        if grant is None or grant.api_key != api_key:
+        """DELETE /session/token: the token is dead everywhere in this process."""
+        if self._grant(api_key, access_token) is None:
             return False
-        grant.revoked = True
+        _kill(access_token)
         return True
 
     def expire(self, access_token: str | None = None) -> int:
-        """Expire one access token (or all); returns how many were live and now are not."""
-        now = self.clock.now()
+        """Expire one access token (or all issued or accepted here); returns how many were
+        live and now are not."""
+        if access_token is not None:
+            targets = {access_token: self._known.get(access_token)}
+        else:
+            targets = dict(self._known)
         count = 0
-        for token, grant in self._grants.items():
-            if access_token is not None and token != access_token:
-                continue
-            if not grant.revoked and grant.expires_at > now:
+        for token, api_key in targets.items():
+            keys = [api_key] if api_key else [a.api_key for a in self.apps.values()]
+            if any(self.check(key, token) is not None for key in keys):
                 count += 1
-            grant.expires_at = min(grant.expires_at, now)
+            if any(self._grant(key, token) is not None for key in keys):
+                _kill(token)
         return count

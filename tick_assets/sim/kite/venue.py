@@ -12,7 +12,7 @@ from datetime import date, datetime, time
 
 from aiohttp import web
 
-from tick_assets.calendars import IST, SESSION_OPEN
+from tick_assets.calendars import IST, SESSION_CLOSE, SESSION_OPEN
 from tick_assets.sim.clock import SimClock
 from tick_assets.sim.kite import sessions
 from tick_assets.sim.kite.auth import KiteAuth
@@ -54,8 +54,11 @@ class KiteVenue:
     def __init__(self, config: KiteSimConfig | None = None) -> None:
         self.config = config or KiteSimConfig()
         day = self.config.resolved_day()
+        # accelerated through the session, real time after the close (tokens stay usable)
         self.clock = SimClock(
-            datetime.combine(day, self.config.start, tzinfo=IST), self.config.speed
+            datetime.combine(day, self.config.start, tzinfo=IST),
+            self.config.speed,
+            realtime_after=datetime.combine(day, SESSION_CLOSE, tzinfo=IST),
         )
         self.universe: Universe = build_universe(day, self.config.seed)
         self.market = LiveMarket(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tick_assets.sources.kite.schema import DECODED_TICK_SCHEMA, DEPTH_LEVELS, MODES
 
@@ -131,7 +132,8 @@ class _Group:
 
     Joined, such frames are periodic, so one strided numpy view reads every packet of every
     frame: no Python code runs per packet. Packets walked out of mixed frames form one-packet
-    groups, with `within` their position inside the frame they came from.
+    groups gathered by their byte offsets (`starts`) in the joined walked frames, with
+    `within` their position inside the frame they came from.
     """
 
     length: int
@@ -139,6 +141,7 @@ class _Group:
     frame_index: np.ndarray
     joined: bytes
     within: np.ndarray | int = 0
+    starts: np.ndarray | None = None
 
     def _view(self, dtype: str, offset: int, shape: tuple[int, ...], strides: tuple) -> np.ndarray:
         period = 2 + self.count * (self.length + 2)
@@ -158,7 +161,12 @@ class _Group:
         transpose replaces dozens of strided big-endian conversions.
         """
         count, width = self.count, self.length // 4
-        view = self._view(_U4, 4, (count, width), (self.length + 2, 4))
+        if self.starts is None:
+            view = self._view(_U4, 4, (count, width), (self.length + 2, 4))
+        else:  # gather whole packets: rows of a sliding window, one index per packet
+            raw = np.frombuffer(self.joined, dtype=np.uint8)
+            packets = sliding_window_view(raw, self.length)[self.starts]
+            view = packets.view(_U4).reshape(len(self.starts), 1, width)
         words = np.empty((width, len(view) * count), dtype=np.uint32)
         step = max(1, _TRANSPOSE_BLOCK // count)  # blocks that stay in cache: ~3x a plain copy
         for first in range(0, len(view), step):
@@ -226,68 +234,101 @@ def decode_frames(frames: Sequence[bytes | bytearray | memoryview | str]) -> Dec
 
 
 def _walk_frames(binary: list, indices: list[int], rejected: list[Rejection]) -> list[_Group]:
-    """Split frames packet by packet; one whose framing is broken is rejected whole."""
-    packets: defaultdict[int, list[tuple[int, int, bytes]]] = defaultdict(list)
-    for fi in indices:
-        frame = binary[fi]
-        found = _split_or_reject(frame, fi, rejected)
-        for k, (pos, length) in enumerate(p for p in found if p[1] in RECORDS):
-            # re-framed as a one-packet frame, so it joins a one-packet group
-            packets[length].append((fi, k, b"\x00\x01" + frame[pos - 2 : pos + length]))
-        for pi, (_, length) in enumerate(found):
-            if length not in RECORDS:
-                known = ", ".join(map(str, PACKET_LENGTHS))
-                rejected.append(
-                    Rejection(fi, pi, f"unknown packet length {length} (known: {known})")
-                )
+    """Split frames whose packets differ in length; one whose framing is broken is rejected whole.
+
+    All such frames are walked in lockstep: step k reads the k-th length header of every frame
+    at once, so numpy runs once per packet position, not once per packet. The packets are
+    then gathered per length from the joined frames.
+    """
+    if not indices:
+        return []
+    frames = [binary[i] for i in indices]
+    joined = b"".join(frames)
+    raw = np.frombuffer(joined, dtype=np.uint8)
+
+    def u16(at: np.ndarray) -> np.ndarray:  # big-endian uint16 at each byte offset
+        return raw[at].astype(np.int64) << 8 | raw[at + 1]
+
+    size = np.array([len(f) for f in frames], dtype=np.int64)
+    end = np.cumsum(size)
+    base = end - size
+    count = u16(base)
+    ok = np.ones(len(frames), dtype=bool)
+
+    def reject(where: np.ndarray, reason) -> None:
+        for f in np.flatnonzero(where):
+            rejected.append(Rejection(indices[f], None, reason(f)))
+        ok[where] = False
+
+    reject(count == 0, lambda f: f"frame of {size[f]} bytes declares zero packets")
+    reject(
+        ok & (2 + 2 * count > size),  # each packet needs at least its 2-byte length header
+        lambda f: f"frame declares {count[f]} packets but holds only {size[f]} bytes",
+    )
+    pos = base + 2
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []  # starts, lengths, frames, k
+    for step in range(int(count[ok].max(initial=0))):
+        active = np.flatnonzero(ok & (step < count))
+        if not len(active):
+            break
+        here = pos[active]
+        headless = np.zeros(len(frames), dtype=bool)
+        headless[active[here + 2 > end[active]]] = True
+        reject(
+            headless,
+            lambda f, step=step: (
+                f"truncated: packet {step + 1} of {count[f]} has no length header "
+                f"(frame is {size[f]} bytes)"
+            ),
+        )
+        active = active[ok[active]]
+        here = pos[active]
+        length = u16(here)
+        overrun = np.zeros(len(frames), dtype=bool)
+        overrun[active[here + 2 + length > end[active]]] = True
+        if overrun.any():
+            at = dict(zip(active.tolist(), (here - base[active]).tolist(), strict=True))
+            said = dict(zip(active.tolist(), length.tolist(), strict=True))
+            reject(
+                overrun,
+                lambda f, step=step, at=at, said=said: (
+                    f"packet {step + 1} of {count[f]} declares {said[f]} bytes at offset "
+                    f"{at[f]}, overrunning the {size[f]}-byte frame"
+                ),
+            )
+            keep = ok[active]
+            active, here, length = active[keep], here[keep], length[keep]
+        found.append((here + 2, length, active, step))
+        pos[active] = here + 2 + length
+    reject(
+        ok & (pos != end), lambda f: f"{end[f] - pos[f]} trailing bytes after {count[f]} packets"
+    )
+    if not found:
+        return []
+    starts = np.concatenate([f[0] for f in found])
+    lengths = np.concatenate([f[1] for f in found])
+    frame = np.concatenate([f[2] for f in found])
+    step = np.concatenate([np.full(len(f[0]), f[3]) for f in found])
+    accepted = ok[frame]
+    unknown = accepted & ~np.isin(lengths, PACKET_LENGTHS)
+    known_list = ", ".join(map(str, PACKET_LENGTHS))
+    for f, pi, n in zip(frame[unknown], step[unknown], lengths[unknown], strict=True):
+        reason = f"unknown packet length {n} (known: {known_list})"
+        rejected.append(Rejection(indices[f], int(pi), reason))
+    take = accepted & ~unknown
+    starts, lengths, frame, step = starts[take], lengths[take], frame[take], step[take]
+    # position of each accepted packet among its frame's accepted packets
+    order = np.lexsort((step, frame))
+    by_frame = frame[order]
+    within = np.empty(len(order), dtype=np.int64)
+    within[order] = np.arange(len(order)) - np.searchsorted(by_frame, by_frame, side="left")
+    frame_index = np.asarray(indices, dtype=np.int64)[frame]
     return [
         _Group(
-            length,
-            1,
-            np.array([fi for fi, _, _ in items]),
-            b"".join([packet for _, _, packet in items]),
-            np.array([k for _, k, _ in items]),
+            int(n), 1, frame_index[lengths == n], joined, within[lengths == n], starts[lengths == n]
         )
-        for length, items in packets.items()
+        for n in np.unique(lengths)
     ]
-
-
-def _split_or_reject(frame: bytes, fi: int, rejected: list[Rejection]) -> list[tuple[int, int]]:
-    """(offset, length) of each packet of a frame (offset past its length header), or [] with
-    the reason in `rejected`."""
-    n = len(frame)
-    count = frame[0] << 8 | frame[1]
-    if count == 0:
-        rejected.append(Rejection(fi, None, f"frame of {n} bytes declares zero packets"))
-        return []
-    if 2 + 2 * count > n:  # each packet needs at least its 2-byte length header
-        rejected.append(
-            Rejection(fi, None, f"frame declares {count} packets but holds only {n} bytes")
-        )
-        return []
-    found: list[tuple[int, int]] = []
-    pos = 2
-    for pi in range(count):
-        if pos + 2 > n:
-            reason = (
-                f"truncated: packet {pi + 1} of {count} has no length header (frame is {n} bytes)"
-            )
-            rejected.append(Rejection(fi, None, reason))
-            return []
-        length = frame[pos] << 8 | frame[pos + 1]
-        if pos + 2 + length > n:
-            reason = (
-                f"packet {pi + 1} of {count} declares {length} bytes at offset {pos}, "
-                f"overrunning the {n}-byte frame"
-            )
-            rejected.append(Rejection(fi, None, reason))
-            return []
-        found.append((pos + 2, length))
-        pos += 2 + length
-    if pos != n:
-        rejected.append(Rejection(fi, None, f"{n - pos} trailing bytes after {count} packets"))
-        return []
-    return found
 
 
 def _assemble(groups: list[_Group], n_frames: int) -> tuple[pa.Table, np.ndarray]:

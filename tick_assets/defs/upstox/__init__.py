@@ -1,0 +1,1 @@
+"""Upstox: historical candles (upstox/candles) from the v3 API."""
