@@ -23,6 +23,7 @@ from dotenv import dotenv_values, load_dotenv
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from tick_assets import calendars
+from tick_assets.store.tokens import TOKEN_KEY_ENV
 
 MODE_ENV = "TICK_ASSETS_MODE"
 HOME_ENV = "TICK_ASSETS_HOME"
@@ -388,6 +389,13 @@ def load_settings(
             )
         for app_name in settings.kite_apps:
             kite_app_secrets(settings, app_name, env)
+        if not _get(env, TOKEN_KEY_ENV):
+            raise SettingsError(
+                f"{MODE_ENV}=live needs {TOKEN_KEY_ENV}, the Fernet key that encrypts stored "
+                'access tokens; generate one with: python -c "from cryptography.fernet import '
+                'Fernet; print(Fernet.generate_key().decode())" and set it in the environment '
+                "or .env"
+            )
     return settings
 
 

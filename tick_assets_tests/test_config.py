@@ -224,8 +224,18 @@ def test_resolve_universe(tmp_path: Path, no_dotenv: Path) -> None:
 # --- live secrets ------------------------------------------------------------------------
 
 
+TOKEN_KEY = "x1Q8wQ0ZJc0cE6m7Xc4cQqkq3u5E5bJ8oQ1yVYt8m0A="  # a well-formed Fernet key, tests only
+
+
 def live_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**write_config(tmp_path, APP), "TICK_ASSETS_MODE": "live", **extra}
+    config = write_config(tmp_path, APP)
+    return {**config, "TICK_ASSETS_MODE": "live", "TICK_ASSETS_TOKEN_KEY": TOKEN_KEY, **extra}
+
+
+def test_live_mode_without_token_key_fails_at_load(tmp_path: Path, no_dotenv: Path) -> None:
+    env = live_env(tmp_path, **SECRETS, TICK_ASSETS_TOKEN_KEY="")
+    msg = settings_error(env, no_dotenv)
+    assert "TICK_ASSETS_TOKEN_KEY" in msg and "Fernet.generate_key" in msg
 
 
 def test_live_mode_missing_secret_names_the_variable_only(tmp_path: Path, no_dotenv: Path) -> None:
