@@ -6,7 +6,6 @@ candle of the partition; exchange maintenance leaves real holes, so it warns, na
 universe_not_empty (blocking): a day whose universe maps no pair would stop every update.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -14,6 +13,7 @@ import polars as pl
 
 from tick_assets.defs.binance.assets import klines_1m, universe
 from tick_assets.defs.binance.partitions import klines_partitions
+from tick_assets.defs.checks import check_partitions
 from tick_assets.defs.partitions import crypto_utc_days
 from tick_assets.defs.resources import SettingsResource
 from tick_assets.sources.binance import klines as kl
@@ -23,32 +23,6 @@ from tick_assets.store import lake
 def _part(key: str) -> dict[str, str]:
     dims = klines_partitions.get_partition_key_from_str(key).keys_by_dimension
     return {"symbol": dims["symbol"], "month": dims["month"][:7]}
-
-
-def _each(
-    context: dg.AssetCheckExecutionContext,
-    evaluate: Callable[[str], tuple[str | None, dict[str, Any]]],
-    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-) -> dg.AssetCheckResult:
-    problems: dict[str, str] = {}
-    details: dict[str, Any] = {}
-    for key in context.partition_keys:
-        try:
-            problem, info = evaluate(key)
-        except lake.LakeError as exc:
-            problem, info = str(exc), {}
-        details.update(info)
-        if problem:
-            problems[key] = problem
-    metadata: dict[str, Any] = {"partitions_checked": len(context.partition_keys), **details}
-    if problems:
-        metadata["problems"] = dg.MetadataValue.json(problems)
-    return dg.AssetCheckResult(
-        passed=not problems,
-        severity=severity,
-        metadata=metadata,
-        description="; ".join(f"{k}: {p}" for k, p in problems.items()) or None,
-    )
 
 
 @dg.asset_check(
@@ -70,7 +44,7 @@ def klines_lake_integrity(
             return f"{unaccounted} row(s) unaccounted for: {manifest.accounting}", {}
         return None, {}
 
-    return _each(context, evaluate)
+    return check_partitions(context, evaluate)
 
 
 @dg.asset_check(
@@ -96,7 +70,7 @@ def klines_no_missing_minutes(
         shown = ", ".join(f"{h['start']}..{h['end']} ({h['minutes']})" for h in holes[:5])
         return f"{missing} minute(s) missing in {len(holes)} gap(s): {shown}", info
 
-    return _each(context, evaluate, dg.AssetCheckSeverity.WARN)
+    return check_partitions(context, evaluate, dg.AssetCheckSeverity.WARN)
 
 
 @dg.asset_check(
@@ -114,4 +88,4 @@ def universe_not_empty(
             return "no coin of the ranking maps to a TRADING pair", {}
         return None, {f"pairs {day}": manifest.rows}
 
-    return _each(context, evaluate)
+    return check_partitions(context, evaluate)

@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from tick_assets.defs.checks import check_partitions
 from tick_assets.defs.coingecko.assets import ASSET, VENUE, rankings
 from tick_assets.defs.partitions import crypto_utc_days
 from tick_assets.defs.resources import SettingsResource
@@ -43,25 +44,12 @@ def ranking_problem(frame: pl.DataFrame, top_n: int, accounting: dict[str, Any])
 def rankings_consistent(
     context: dg.AssetCheckExecutionContext, settings: SettingsResource
 ) -> dg.AssetCheckResult:
-    problems: dict[str, str] = {}
-    for day in context.partition_keys:
+    def evaluate(day: str) -> tuple[str | None, dict[str, Any]]:
         part = {"date": day}
-        try:
-            manifest = lake.verify_partition(settings.home, VENUE, ASSET, part)
-            frame = pl.from_arrow(lake.read_partition(settings.home, VENUE, ASSET, part))
-        except lake.LakeError as exc:
-            problems[day] = str(exc)
-            continue
+        manifest = lake.verify_partition(settings.home, VENUE, ASSET, part)
+        frame = pl.from_arrow(lake.read_partition(settings.home, VENUE, ASSET, part))
         assert isinstance(frame, pl.DataFrame)
         top_n = int(manifest.extra.get("top_n", frame.height))
-        problem = ranking_problem(frame, top_n, manifest.accounting)
-        if problem:
-            problems[day] = problem
-    return dg.AssetCheckResult(
-        passed=not problems,
-        metadata={
-            "days_checked": len(context.partition_keys),
-            **({"problems": dg.MetadataValue.json(problems)} if problems else {}),
-        },  # fmt: skip
-        description="; ".join(f"{d}: {p}" for d, p in problems.items()) or None,
-    )
+        return ranking_problem(frame, top_n, manifest.accounting), {}
+
+    return check_partitions(context, evaluate)

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from tick_assets.defs.checks import check_partitions
 from tick_assets.defs.kite.assets import VENUE, instruments
 from tick_assets.defs.kite.lookup import ASSET as LOOKUP_ASSET
 from tick_assets.defs.kite.lookup import instrument_lookup
@@ -37,34 +38,15 @@ def _per_day(
     problem_metadata: Callable[[str], dict[str, Any]] | None = None,
 ) -> dg.AssetCheckResult:
     """Run ``evaluate(day, manifest)`` (None = pass, else the problem) for every day in the run."""
-    problems: dict[str, str] = {}
-    details: dict[str, Any] = {}
-    for day in context.partition_keys:
-        try:
-            manifest = lake.read_manifest(settings.home, VENUE, asset, {"date": day})
-        except lake.LakeError as exc:
-            problems[day] = str(exc)
-            continue
+
+    def on_day(day: str) -> tuple[str | None, dict[str, Any]]:
+        manifest = lake.read_manifest(settings.home, VENUE, asset, {"date": day})
         problem = evaluate(day, manifest)
         if problem:
-            problems[day] = problem
-            if problem_metadata:
-                details.update(problem_metadata(day))
-        elif ok_metadata:
-            details.update(ok_metadata(day, manifest))
-    name = context.check_specs[0].name if context.check_specs else "check"
-    verdict = "FAILED: " + "; ".join(problems.values()) if problems else "passed"
-    log = context.log.warning if problems else context.log.info
-    log(f"{name} on kite/{asset} {', '.join(context.partition_keys)}: {verdict}")
-    metadata: dict[str, Any] = {"days_checked": len(context.partition_keys), **details}
-    if problems:
-        metadata["problems"] = dg.MetadataValue.json(problems)
-    return dg.AssetCheckResult(
-        passed=not problems,
-        severity=severity,
-        metadata=metadata,
-        description="; ".join(f"{day}: {p}" for day, p in problems.items()) or None,
-    )
+            return problem, problem_metadata(day) if problem_metadata else {}
+        return None, ok_metadata(day, manifest) if ok_metadata else {}
+
+    return check_partitions(context, on_day, severity)
 
 
 @dg.asset_check(
