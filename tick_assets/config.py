@@ -419,6 +419,20 @@ def resolve_universe(settings: Settings, name: str) -> Path:
 _SECRET_FIELDS = ("api_key", "api_secret", "user_id", "password", "totp_seed")
 
 
+def sim_app_secrets(app_name: str) -> KiteAppSecrets:
+    """The simulator's built-in account for a configured app name (sim mode)."""
+    from tick_assets.sim.accounts import SIM_APPS
+
+    if app_name not in SIM_APPS:
+        raise SettingsError(
+            f"Kite app {app_name!r} has no simulator account (sim apps: "
+            f"{', '.join(SIM_APPS)}); use one of those names in [kite.apps] or "
+            f"set {MODE_ENV}=live"
+        )
+    account = SIM_APPS[app_name]
+    return KiteAppSecrets(app=app_name, **{f: getattr(account, f) for f in _SECRET_FIELDS})
+
+
 def kite_app_secrets(
     settings: Settings, app_name: str, environ: Mapping[str, str] | None = None
 ) -> KiteAppSecrets:
@@ -433,15 +447,7 @@ def kite_app_secrets(
             f"{known}); add a [kite.apps.{app_name}] table"
         )
     if settings.mode == "sim":
-        from tick_assets.sim.accounts import SIM_APPS
-
-        if app_name not in SIM_APPS:
-            raise SettingsError(
-                f"Kite app {app_name!r} has no simulator account (sim apps: "
-                f"{', '.join(SIM_APPS)}); use one of those names in [kite.apps] or "
-                f"set {MODE_ENV}=live"
-            )
-        values = {f: getattr(SIM_APPS[app_name], f) for f in _SECRET_FIELDS}
+        return sim_app_secrets(app_name)
     else:
         env = _read_env(environ, settings.dotenv_path)
         app = settings.kite_apps[app_name]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tick_assets.sim.binance.testing import venue
+from tick_assets.sim.binance.testing import fresh_venue, venue
 from tick_assets.sim.server import SimServer
 from tick_assets.sources.binance.archive import (
     ArchiveFileMissing,
@@ -32,11 +32,8 @@ def server():
 
 @pytest.fixture
 def binance(server):
-    bv = venue(server, "binance")
-    bv.clear_faults()
-    bv.set_time(NOW)
-    yield bv
-    bv.clear_faults()
+    with fresh_venue(server, "binance", NOW) as bv:
+        yield bv
 
 
 def _rest(server, **kwargs) -> BinanceRest:

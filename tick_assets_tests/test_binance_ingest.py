@@ -11,7 +11,7 @@ import pytest
 
 from tick_assets.defs.binance.ingest import ASSET, VENUE, ingest_month, partition_of
 from tick_assets.sim.binance.market import maintenance, month_index
-from tick_assets.sim.binance.testing import venue
+from tick_assets.sim.binance.testing import fresh_venue
 from tick_assets.sim.server import SimServer
 from tick_assets.sources.binance.archive import (
     ArchiveIntegrityError,
@@ -34,11 +34,8 @@ def server():
 
 @pytest.fixture
 def sim(server):
-    bv = venue(server, "binance")
-    bv.clear_faults()
-    bv.set_time(NOW)
-    yield bv
-    bv.clear_faults()
+    with fresh_venue(server, "binance", NOW) as bv:
+        yield bv
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tick_assets.sim.binance.testing import venue
+from tick_assets.sim.binance.testing import fresh_venue
 from tick_assets.sim.server import SimServer
 from tick_assets.sources.coingecko.client import CoinGeckoClient, CoinGeckoError, ResponseCache
 from tick_assets.sources.coingecko.rankings import RankingError, build_ranking
@@ -24,11 +24,8 @@ def server():
 
 @pytest.fixture
 def gecko(server):
-    cg = venue(server, "coingecko")
-    cg.clear_faults()
-    cg.set_time(DAY)
-    yield cg
-    cg.clear_faults()
+    with fresh_venue(server, "coingecko", DAY) as cg:
+        yield cg
 
 
 def _client(server, tmp_path=None, **kwargs) -> CoinGeckoClient:

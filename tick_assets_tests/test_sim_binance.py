@@ -14,7 +14,7 @@ from binance.client import Client
 from binance.exceptions import BinanceAPIException
 
 from tick_assets.sim.binance.market import maintenance, month_index
-from tick_assets.sim.binance.testing import control, venue
+from tick_assets.sim.binance.testing import control, fresh_venue
 from tick_assets.sim.server import SimServer
 from tick_assets.sources.binance.archive import unzip_single_csv
 
@@ -31,11 +31,8 @@ def server():
 
 @pytest.fixture
 def binance(server):
-    bv = venue(server, "binance")
-    bv.clear_faults()
-    bv.set_time(NOW)
-    yield bv
-    bv.clear_faults()
+    with fresh_venue(server, "binance", NOW) as bv:
+        yield bv
     bv.meter.limit = 6000
     bv.meter.wall = time.time
 

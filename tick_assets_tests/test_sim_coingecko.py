@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tick_assets.sim.binance.testing import control, venue
+from tick_assets.sim.binance.testing import control, fresh_venue
 from tick_assets.sim.server import SimServer
 
 DAY = datetime(2025, 3, 10, 23, 59, 59, tzinfo=UTC)
@@ -21,11 +21,8 @@ def server():
 
 @pytest.fixture
 def gecko(server):
-    cg = venue(server, "coingecko")
-    cg.clear_faults()
-    cg.set_time(DAY)
-    yield cg
-    cg.clear_faults()
+    with fresh_venue(server, "coingecko", DAY) as cg:
+        yield cg
 
 
 def _markets(server, **params):

@@ -13,7 +13,13 @@ from typing import Literal
 import dagster as dg
 from kiteconnect import KiteConnect
 
-from tick_assets.config import MODE_ENV, KiteAppSecrets, Settings, SettingsError, load_settings
+from tick_assets.config import (
+    KiteAppSecrets,
+    Settings,
+    SettingsError,
+    load_settings,
+    sim_app_secrets,
+)
 from tick_assets.defs.resources import sim_endpoints
 from tick_assets.sources.kite.login import (
     LoginEndpoints,
@@ -110,16 +116,8 @@ class KiteResource(dg.ConfigurableResource):
                 f"add a [kite.apps.{app}] table to tick_assets.toml"
             )
         if self.mode == "sim":
-            from tick_assets.sim.accounts import SIM_APPS
-
-            if app not in SIM_APPS:
-                raise SettingsError(
-                    f"Kite app {app!r} has no simulator account (sim apps: "
-                    f"{', '.join(SIM_APPS)}); rename it in [kite.apps] or set {MODE_ENV}=live"
-                )
-            creds = SIM_APPS[app]
-        else:
-            creds = self.apps[app]
+            return sim_app_secrets(app)
+        creds = self.apps[app]
         return KiteAppSecrets(
             app=app,
             api_key=creds.api_key,

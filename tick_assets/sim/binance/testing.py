@@ -7,6 +7,8 @@ fault methods); ``control(endpoints, venue, ...)`` uses the HTTP control endpoin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +21,18 @@ def venue(server: Any, name: str) -> Any:
         if v.name == name:
             return v
     raise LookupError(f"the simulator has no venue {name!r}")
+
+
+@contextmanager
+def fresh_venue(server: Any, name: str, now: datetime) -> Iterator[Any]:
+    """The venue with no faults and its clock at ``now``; faults cleared again afterwards."""
+    v = venue(server, name)
+    v.clear_faults()
+    v.set_time(now)
+    try:
+        yield v
+    finally:
+        v.clear_faults()
 
 
 def control(endpoints: dict[str, str], name: str, path: str, body: dict | None = None) -> dict:

@@ -83,6 +83,21 @@ def _parse_when(value: str | None, name: str) -> datetime:
     raise KiteError(400, "InputException", f"invalid {name} date (use yyyy-mm-dd hh:mm:ss)")
 
 
+def _user_fields(user_id: str) -> dict[str, object]:
+    """The profile fields Kite returns both from /session/token and /user/profile."""
+    return {
+        "user_type": "individual",
+        "email": f"{user_id.lower()}@sim.invalid",
+        "user_name": f"Sim User {user_id}",
+        "user_shortname": "Sim",
+        "broker": "ZERODHA",
+        "exchanges": ["NSE", "NFO", "BFO", "CDS", "BSE", "MCX", "BCD", "MF"],
+        "products": ["CNC", "NRML", "MIS", "BO", "CO"],
+        "order_types": ["MARKET", "LIMIT", "SL", "SL-M"],
+        "avatar_url": None,
+    }
+
+
 class KiteRest:
     def __init__(self, venue: KiteVenue) -> None:
         self.venue = venue
@@ -132,15 +147,7 @@ class KiteRest:
         login_time = datetime.fromtimestamp(grant.login_time, IST).strftime("%Y-%m-%d %H:%M:%S")
         return success(
             {
-                "user_type": "individual",
-                "email": f"{grant.user_id.lower()}@sim.invalid",
-                "user_name": f"Sim User {grant.user_id}",
-                "user_shortname": "Sim",
-                "broker": "ZERODHA",
-                "exchanges": ["NSE", "NFO", "BFO", "CDS", "BSE", "MCX", "BCD", "MF"],
-                "products": ["CNC", "NRML", "MIS", "BO", "CO"],
-                "order_types": ["MARKET", "LIMIT", "SL", "SL-M"],
-                "avatar_url": None,
+                **_user_fields(grant.user_id),
                 "user_id": grant.user_id,
                 "api_key": grant.api_key,
                 "access_token": grant.access_token,
@@ -165,16 +172,8 @@ class KiteRest:
         self.other_limit.check(grant.api_key)
         return success(
             {
+                **_user_fields(grant.user_id),
                 "user_id": grant.user_id,
-                "user_type": "individual",
-                "email": f"{grant.user_id.lower()}@sim.invalid",
-                "user_name": f"Sim User {grant.user_id}",
-                "user_shortname": "Sim",
-                "broker": "ZERODHA",
-                "exchanges": ["NSE", "NFO", "BFO", "CDS", "BSE", "MCX", "BCD", "MF"],
-                "products": ["CNC", "NRML", "MIS", "BO", "CO"],
-                "order_types": ["MARKET", "LIMIT", "SL", "SL-M"],
-                "avatar_url": None,
                 "meta": {"demat_consent": "physical"},
             }
         )
