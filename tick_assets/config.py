@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from dotenv import dotenv_values, load_dotenv
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from tick_assets import calendars
 from tick_assets.store.tokens import TOKEN_KEY_ENV
@@ -135,9 +143,34 @@ class VenuesConfig(_Model):
     binance: BinanceVenueConfig = BinanceVenueConfig()
 
 
+def _ist_time_of_day(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", value):
+        raise ValueError("must be an IST time of day as HH:MM or HH:MM:SS, e.g. 15:35")
+    return value
+
+
+IstTime = Annotated[str, AfterValidator(_ist_time_of_day)]
+
+
 class CaptureConfig(_Model):
+    """[capture]: the live capture (kite/ticks) and its watchdog, queues and alerts."""
+
     flush_interval_ms: int = Field(200, ge=1, le=5000)
     mode: Literal["full", "quote", "ltp"] = "full"
+    start_at: IstTime = "09:00"  # the capture sensor launches runs from this IST time
+    stop_at: IstTime = "15:35"  # a capture run stops itself at this IST time (venue clock)
+    stall_timeout_s: float = Field(5.0, gt=0, le=600)
+    backoff_cap_s: float = Field(30.0, gt=0, le=600)
+    queue_max_mb: int = Field(128, ge=1, le=65536)
+    down_alert_s: float = Field(30.0, gt=0, le=86400)
+    no_ticks_alert_s: float = Field(120.0, gt=0, le=86400)
+    webhook_url_env: EnvName | None = None  # NAME of the env var holding the webhook URL
+
+    @model_validator(mode="after")
+    def _window(self) -> CaptureConfig:
+        if self.stop_at <= self.start_at:
+            raise ValueError(f"stop_at {self.stop_at} must be later than start_at {self.start_at}")
+        return self
 
 
 class SimConfig(_Model):

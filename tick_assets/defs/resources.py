@@ -27,10 +27,8 @@ _sim_servers: "OrderedDict[tuple, Any]" = OrderedDict()
 MAX_SIM_SERVERS = 4
 
 
-def sim_endpoints(
-    day: date | None = None, *, seed: int, rate: float, speed: float
-) -> dict[str, str]:
-    """Endpoints of this process's simulator for ``day``, starting it on first use.
+def sim_server(day: date | None = None, *, seed: int, rate: float, speed: float) -> Any:
+    """This process's simulator (tick_assets.sim.server.SimServer) for ``day``, started on first use.
 
     One loopback server per (day, seed, rate, speed): the simulated Kite of a past day serves
     that day's instrument dump and market, so sim backfills are point-in-time like live data.
@@ -52,7 +50,14 @@ def sim_endpoints(
                 _, oldest = _sim_servers.popitem(last=False)
                 oldest.stop()
         _sim_servers.move_to_end(key)
-        return server.endpoints
+        return server
+
+
+def sim_endpoints(
+    day: date | None = None, *, seed: int, rate: float, speed: float
+) -> dict[str, str]:
+    """Endpoints (``kite_rest``, ``kite_ws``, ...) of this process's simulator for ``day``."""
+    return sim_server(day, seed=seed, rate=rate, speed=speed).endpoints
 
 
 # ---------------------------------------------------------------- settings

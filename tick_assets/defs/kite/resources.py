@@ -6,6 +6,8 @@ config file and each app's credentials are dg.EnvVar references (resolved at lau
 in the UI); no credential is ever logged or put in metadata.
 """
 
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -20,7 +22,7 @@ from tick_assets.config import (
     load_settings,
     sim_app_secrets,
 )
-from tick_assets.defs.resources import sim_endpoints
+from tick_assets.defs.resources import sim_endpoints, sim_server
 from tick_assets.sources.kite.login import (
     LoginEndpoints,
     LoginResult,
@@ -99,6 +101,14 @@ class KiteResource(dg.ConfigurableResource):
         if self.mode == "sim":
             return sim_endpoints(day, seed=self.sim_seed, rate=self.sim_rate, speed=self.sim_speed)
         return {"kite_rest": self.api_root, "kite_ws": self.ws_root, "kite_login": self.login_url}
+
+    def venue_clock(self, day: date | None = None) -> Callable[[], int]:
+        """Kite's "now" as UTC epoch ns: the wall clock, or the (accelerated) simulator's."""
+        if self.mode != "sim":
+            return time.time_ns
+        server = sim_server(day, seed=self.sim_seed, rate=self.sim_rate, speed=self.sim_speed)
+        clock = server.kite.clock
+        return lambda: int(clock.now() * 1e9)
 
     @property
     def default_app(self) -> str:
