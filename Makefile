@@ -14,6 +14,9 @@ DAGSTER_HOME ?= $(TICK_ASSETS_HOME)/dagster_home
 RUN_ENV := TICK_ASSETS_HOME=$(TICK_ASSETS_HOME) DAGSTER_HOME=$(DAGSTER_HOME)
 # demo: one process for the asset and its checks, INFO-level run log
 DEMO_RUN_CONFIG := {"execution":{"config":{"in_process":{}}},"loggers":{"console":{"config":{"log_level":"INFO"}}}}
+# demo capture: every shard in one run, stopping just after the simulated 15:30 close (the
+# simulator plays 09:15-15:30 at [sim].speed, then runs at real time)
+DEMO_CAPTURE_CONFIG := {"execution":{"config":{"in_process":{}}},"loggers":{"console":{"config":{"log_level":"INFO"}}},"ops":{"kite__ticks":{"config":{"stop_at":"15:30:05"}}}}
 
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
@@ -24,7 +27,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
 .PHONY: help setup demo test lint format bench dev clean clean-data
 
 help:
-	@echo "make demo   simulated Kite morning: access tokens, instruments and lookup for the last trading day"
+	@echo "make demo   a simulated trading day: tokens, instruments, lookup, capture, archive, bars"
 	@echo "make test   ruff + dagster definitions validate + pytest"
 	@echo "make bench  run every benchmarks/bench_*.py"
 	@echo "make dev    Dagster UI (webserver + daemon) on the embedded instance"
@@ -55,13 +58,15 @@ $(DAGSTER_HOME)/dagster.yaml: | $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
 	@if [ ! -e $@ ]; then ln -s $(CURDIR)/dagster.yaml $@; fi
 
-# demo: the Kite morning on the simulator: log every app in (kite/access_token, one partition
-# per app; Selenium + headless Chromium where installed, else the HTTP login), then the day's
-# instrument dump and the instrument lookup built on it, and what landed in the lake.
+# demo: a whole simulated trading day through Dagster. The Kite morning: log every app in
+# (kite/access_token, one partition per app; Selenium + headless Chromium where installed, else
+# the HTTP login), the day's instrument dump and the lookup; then the session: kite/ticks
+# captures every shard in full mode (time-accelerated); after the close kite/ticks_archive
+# writes the checked lake partition and kite/bars_1m the minute bars; a summary at the end.
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@day=$$($(RUN_ENV) $(BIN)/tick-assets calendar latest-day); \
 	apps=$$($(RUN_ENV) $(BIN)/python -c 'from tick_assets.config import load_settings; print(*load_settings().kite_apps)'); \
-	echo ">> mode: $${TICK_ASSETS_MODE:-sim}, TICK_ASSETS_HOME: $(TICK_ASSETS_HOME)"; \
+	echo ">> mode: $${TICK_ASSETS_MODE:-sim}, TICK_ASSETS_HOME: $(TICK_ASSETS_HOME), day: $$day"; \
 	for app in $$apps; do \
 	  echo ">> kite/access_token[$$app]"; \
 	  $(RUN_ENV) $(BIN)/dagster asset materialize -m tick_assets.definitions \
@@ -71,10 +76,17 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(RUN_ENV) $(BIN)/dagster asset materialize -m tick_assets.definitions \
 	  --select kite/instruments,kite/instrument_lookup --partition $$day \
 	  --config-json '$(DEMO_RUN_CONFIG)'; \
-	echo; $(RUN_ENV) $(BIN)/tick-assets lake show kite instruments date=$$day \
-	  --count-by segment --verify; \
+	echo ">> kite/ticks for $$day: the session, every shard, full mode"; \
+	$(RUN_ENV) $(BIN)/dagster asset materialize -m tick_assets.definitions \
+	  --select kite/ticks --partition $$day --config-json '$(DEMO_CAPTURE_CONFIG)'; \
+	echo ">> kite/ticks_archive and kite/bars_1m for $$day"; \
+	$(RUN_ENV) $(BIN)/dagster asset materialize -m tick_assets.definitions \
+	  --select kite/ticks_archive,kite/bars_1m --partition $$day \
+	  --config-json '$(DEMO_RUN_CONFIG)'; \
 	echo; $(RUN_ENV) $(BIN)/tick-assets lake show kite instrument_lookup date=$$day \
-	  --count-by shard --verify
+	  --count-by shard --verify; \
+	echo; $(RUN_ENV) $(BIN)/tick-assets lake show kite ticks date=$$day --verify; \
+	echo; $(RUN_ENV) $(BIN)/tick-assets lake show kite bars_1m date=$$day --verify
 
 test: $(STAMP)
 	$(BIN)/ruff check .

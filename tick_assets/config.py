@@ -173,6 +173,19 @@ class CaptureConfig(_Model):
         return self
 
 
+class PostgresSinkConfig(_Model):
+    """[sink.postgres]: the optional SQL copy of each archived day (one table, a partition per day)."""
+
+    enabled: bool = False
+    dsn_env: EnvName = "TICK_ASSETS_POSTGRES_DSN"  # NAME of the env var holding the DSN
+    table: Name = "kite_ticks"
+    pg_schema: Name = "public"
+
+
+class SinkConfig(_Model):
+    postgres: PostgresSinkConfig = PostgresSinkConfig()
+
+
 class SimConfig(_Model):
     seed: int = 42
     speed: float = Field(375.0, gt=0, le=100_000)
@@ -229,6 +242,7 @@ class _ConfigFile(_Model):
     universes: dict[Name, str] = {}
     venues: VenuesConfig = VenuesConfig()
     capture: CaptureConfig = CaptureConfig()
+    sink: SinkConfig = SinkConfig()
     sim: SimConfig = SimConfig()
     candles: CandlesConfig = CandlesConfig()
 
@@ -251,6 +265,7 @@ class Settings:
     holidays_file: Path | None = None
     dotenv_path: Path | None = None  # the .env that was read, if any
     candles: CandlesConfig = CandlesConfig()
+    sink: SinkConfig = SinkConfig()
 
 
 class KiteAppSecrets(BaseModel):
@@ -411,6 +426,7 @@ def load_settings(
         capture=parsed.capture,
         sim=parsed.sim,
         candles=parsed.candles,
+        sink=parsed.sink,
         holidays_file=holidays_file,
         dotenv_path=dotenv_path if dotenv_path.is_file() else None,
     )

@@ -6,10 +6,15 @@ forced to sim and TICK_ASSETS_HOME points at a per-test temporary directory.
 
 from __future__ import annotations
 
+import os
 import sys
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg2
 import pytest
+from psycopg2 import sql
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent  # the interpreter running pytest: .venv/bin
@@ -39,3 +44,48 @@ def venv_bin() -> Path:
     if not (VENV_BIN / "dagster").exists():
         pytest.fail(f"{VENV_BIN}/dagster not found; run `make setup` first")
     return VENV_BIN
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_required() -> bool:
+    return os.environ.get("TICK_ASSETS_REQUIRE_POSTGRES") == "1" or (
+        os.environ.get("CI", "").lower() == "true"
+    )
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture
+def postgres_url():
+    """URL of a fresh, empty database; dropped after the test."""
+    admin_url = os.environ.get("TICK_ASSETS_TEST_PG_URL", DEFAULT_URL)
+    try:
+        admin = psycopg2.connect(admin_url, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        reason = (
+            f"PostgreSQL not reachable at {urlsplit(admin_url).hostname}:"
+            f"{urlsplit(admin_url).port or 5432} ({str(exc).strip().splitlines()[0]}); "
+            "set TICK_ASSETS_TEST_PG_URL or start PostgreSQL"
+        )
+        if _postgres_required():
+            pytest.fail(f"{reason} — required here (TICK_ASSETS_REQUIRE_POSTGRES=1 or CI=true)")
+        pytest.skip(reason)
+    admin.autocommit = True
+    database = f"tick_assets_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    try:
+        yield _with_database(admin_url, database)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+        admin.close()

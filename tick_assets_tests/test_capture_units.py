@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
 
+from tick_assets.calendars import IST
 from tick_assets.capture.backoff import Backoff
 from tick_assets.capture.counters import ShardCounters
 from tick_assets.capture.inbox import Event, Inbox, Sent
@@ -257,3 +259,20 @@ def test_a_sent_request_and_events_survive_the_spill_file(tmp_path):
     for item in items:
         inbox.put(item)
     assert inbox.spilling and inbox.drain() == items
+
+
+def test_a_linear_clock_follows_the_simulators_switch_to_real_time(monkeypatch):
+    from tick_assets.capture import clock as clock_module
+    from tick_assets.sim.clock import SimClock
+
+    wall = [1_000.0]
+    monkeypatch.setattr(clock_module.time, "monotonic_ns", lambda: int(wall[0] * 1e9))
+    monkeypatch.setattr("tick_assets.sim.clock._time.monotonic", lambda: wall[0])
+    start = datetime(2026, 11, 20, 15, 29, tzinfo=IST)
+    close = datetime(2026, 11, 20, 15, 30, tzinfo=IST)
+    sim = SimClock(start, 60.0, realtime_after=close)
+    follower = clock_module.LinearClock(int(sim.now() * 1e9), 60.0, int(close.timestamp() * 1e9))
+    for step in (0.5, 0.5, 1.0, 30.0):  # before the close, across it, and after it
+        wall[0] += step
+        assert follower() == pytest.approx(sim.now() * 1e9, abs=1e3)
+    assert follower() == pytest.approx((close.timestamp() + 31) * 1e9, abs=1e3)

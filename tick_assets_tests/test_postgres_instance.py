@@ -8,65 +8,17 @@ where a skip would hide a broken deployment: then it fails.
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg2
-import pytest
-from psycopg2 import sql
 
 from tick_assets.definitions import defs
 from tick_assets.store import lake
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DAY = "2025-03-13"
-
-
-def _postgres_required() -> bool:
-    return os.environ.get("TICK_ASSETS_REQUIRE_POSTGRES") == "1" or (
-        os.environ.get("CI", "").lower() == "true"
-    )
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-@pytest.fixture
-def postgres_url():
-    """URL of a fresh, empty database; dropped after the test."""
-    admin_url = os.environ.get("TICK_ASSETS_TEST_PG_URL", DEFAULT_URL)
-    try:
-        admin = psycopg2.connect(admin_url, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        reason = (
-            f"PostgreSQL not reachable at {urlsplit(admin_url).hostname}:"
-            f"{urlsplit(admin_url).port or 5432} ({str(exc).strip().splitlines()[0]}); "
-            "set TICK_ASSETS_TEST_PG_URL or start PostgreSQL"
-        )
-        if _postgres_required():
-            pytest.fail(f"{reason} — required here (TICK_ASSETS_REQUIRE_POSTGRES=1 or CI=true)")
-        pytest.skip(reason)
-    admin.autocommit = True
-    database = f"tick_assets_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    try:
-        yield _with_database(admin_url, database)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
-        admin.close()
-
 
 def test_materialization_on_postgres_backed_instance(
     postgres_url, tmp_path, monkeypatch, tick_home

@@ -115,7 +115,7 @@ def test_failed_write_leaves_previous_partition_intact(tmp_path, monkeypatch):
     def broken_write(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(lake.pq, "write_table", broken_write)
+    monkeypatch.setattr(lake.pq.ParquetWriter, "write_table", broken_write)
     with pytest.raises(OSError, match="disk full"):
         lake.write_partition(tmp_path, "kite", "ticks", DAY, _ticks(7), {})
     monkeypatch.undo()

@@ -12,8 +12,9 @@ in the spec: each shard names the environment variable holding its access token.
                  "instruments": [256265, 260105]}]}
 
 SIGTERM or SIGINT stop it cleanly; the last stdout line is the report as JSON. An optional clock
-URL must answer {"epoch": seconds, "speed": s} (the simulator's clock), so a time-accelerated
-simulator and the capture agree on "now".
+URL must answer {"epoch": seconds, "speed": s, "realtime_after": seconds or null} (the
+simulator's clock), so a time-accelerated simulator and the capture agree on "now", also after
+the simulator's switch to real time at the close.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ def _clock(spec: dict) -> Clock:
     if not url.startswith(("http://127.0.0.1", "http://localhost")):
         raise SpecError("clock.url must be a loopback http:// URL serving {epoch, speed}")
     body = requests.get(url, timeout=10).json()
-    return LinearClock(int(float(body["epoch"]) * 1e9), float(body["speed"]))
+    after = body.get("realtime_after")
+    return LinearClock(
+        int(float(body["epoch"]) * 1e9),
+        float(body["speed"]),
+        None if after is None else int(float(after) * 1e9),
+    )
 
 
 def build(spec: dict) -> CaptureEngine:

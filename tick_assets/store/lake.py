@@ -24,7 +24,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,18 +290,47 @@ def write_partition(
     columns live in the directory names, not in the files. Returns the manifest written.
     """
     arrow = _to_arrow(table)
+    if rows_per_file is not None and rows_per_file < 1:
+        raise ValueError(f"rows_per_file must be >= 1, got {rows_per_file}")
+    step = rows_per_file or max(arrow.num_rows, 1)
+    files = [[arrow.slice(offset, step)] for offset in range(0, max(arrow.num_rows, 1), step)]
+    return write_partition_files(
+        home, venue, asset, partition, arrow.schema, files, accounting,
+        source=source, time_column=time_column, extra=extra,
+    )  # fmt: skip
+
+
+def write_partition_files(
+    home: Path | str,
+    venue: str,
+    asset: str,
+    partition: Mapping[str, str],
+    schema: pa.Schema,
+    files: Iterable[Iterable[pa.Table]],
+    accounting: Mapping[str, Any],
+    *,
+    source: str = "",
+    time_column: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    writer_options: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Write (or replace) a partition streamed in pieces: ``files`` yields, per Parquet file,
+    the tables that become its row groups, so a partition larger than memory can be written.
+
+    ``writer_options`` are extra pyarrow.parquet.ParquetWriter arguments (encodings,
+    compression level, dictionary columns). Same atomic replace and manifest as write_partition.
+    """
     part = _check_partition(partition)
-    clash = sorted(set(part) & set(arrow.column_names))
+    clash = sorted(set(part) & set(schema.names))
     if clash:
         raise ValueError(
             f"columns {clash} are partition columns of {venue}/{asset}; drop them from the "
             "table (hive partitions carry them in the directory names)"
         )
-    _check_timestamps_utc(arrow)
-    if rows_per_file is not None and rows_per_file < 1:
-        raise ValueError(f"rows_per_file must be >= 1, got {rows_per_file}")
-    time_range = _time_range(arrow, time_column) if time_column else None
-    acct = _normalise_accounting(accounting, arrow.num_rows)
+    _check_timestamps_utc(schema.empty_table())
+    if time_column is not None:
+        _time_range(schema.empty_table(), time_column)  # validates the column
+    options = {"compression": PARQUET_COMPRESSION, **(writer_options or {})}
 
     final = partition_dir(home, venue, asset, part)
     parent = final.parent
@@ -311,34 +340,50 @@ def write_partition(
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
     old: Path | None = None
     try:
-        step = rows_per_file or max(arrow.num_rows, 1)
-        offsets = range(0, max(arrow.num_rows, 1), step)
-        entries = []
-        for n, offset in enumerate(offsets):
+        entries, lows, highs = [], [], []
+        for n, pieces in enumerate(files):
             name = f"part-{n}.parquet"
             path = tmp / name
-            chunk = arrow.slice(offset, step)
+            rows = 0
             with open(path, "wb") as fh:
-                pq.write_table(chunk, fh, compression=PARQUET_COMPRESSION)
+                with pq.ParquetWriter(fh, schema, **options) as writer:
+                    for piece in pieces:
+                        if not piece.schema.equals(schema):
+                            raise ValueError(
+                                f"a piece of {venue}/{asset} {part} has schema {piece.schema}, "
+                                f"expected {schema}"
+                            )
+                        if piece.num_rows:
+                            writer.write_table(piece)
+                            rows += piece.num_rows
+                            if time_column is not None:
+                                mm = pc.min_max(piece.column(time_column))
+                                lows.append(mm["min"].as_py())
+                                highs.append(mm["max"].as_py())
                 fh.flush()
                 os.fsync(fh.fileno())
             entries.append(
-                FileEntry(
-                    name=name,
-                    rows=chunk.num_rows,
-                    bytes=path.stat().st_size,
-                    sha256=sha256_file(path),
-                )
+                FileEntry(name=name, rows=rows, bytes=path.stat().st_size, sha256=sha256_file(path))
+            )
+        total = sum(e.rows for e in entries)
+        time_range = None
+        if time_column is not None:
+            lo = min((v for v in lows if v is not None), default=None)
+            hi = max((v for v in highs if v is not None), default=None)
+            time_range = TimeRange(
+                column=time_column,
+                min=lo.astimezone(UTC).isoformat() if lo is not None else None,
+                max=hi.astimezone(UTC).isoformat() if hi is not None else None,
             )
         manifest = Manifest(
             venue=venue,
             asset=asset,
             partition=part,
             files=tuple(entries),
-            rows=arrow.num_rows,
-            columns=tuple((f.name, str(f.type)) for f in arrow.schema),
+            rows=total,
+            columns=tuple((f.name, str(f.type)) for f in schema),
             time_range=time_range,
-            accounting=acct,
+            accounting=_normalise_accounting(accounting, total),
             created_at=datetime.now(UTC).isoformat(),
             source=source,
             extra=dict(extra or {}),

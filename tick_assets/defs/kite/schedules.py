@@ -1,6 +1,7 @@
-"""The morning of a Kite trading day: the logins at 07:45 IST, reference data at 08:30 IST.
+"""A Kite trading day's schedules: logins at 07:45 IST, reference data at 08:30 IST, and the
+archive at 15:45 IST (after the capture runs, which the capture sensor launches, stop at 15:35).
 
-Both schedules fire Monday to Friday and check the NSE calendar themselves, skipping with the
+All schedules fire Monday to Friday and check the NSE calendar themselves, skipping with the
 reason on a holiday. They name today's IST date explicitly instead of taking "the last
 partition" (with end_offset=1 Dagster lists the next trading day's key early on excluded days,
 dagster#33551; see defs/partitions.py). Run keys make a re-evaluated tick idempotent.
@@ -12,6 +13,7 @@ from datetime import date, datetime
 import dagster as dg
 
 from tick_assets.calendars import IST, CalendarError, is_trading_day
+from tick_assets.defs.kite.archive import kite_archive_job
 from tick_assets.defs.kite.assets import instruments
 from tick_assets.defs.kite.lookup import instrument_lookup
 from tick_assets.defs.kite.partitions import kite_apps
@@ -98,3 +100,21 @@ def kite_reference_data_schedule(
             "(holiday data changed since the code location loaded?); reload the code location"
         )
     return dg.RunRequest(run_key=key, partition_key=key)
+
+
+@dg.schedule(
+    name="kite_archive_1545_ist",
+    job=kite_archive_job,
+    cron_schedule="45 15 * * 1-5",
+    execution_timezone=TIMEZONE,
+    description=(
+        "15:45 IST on NSE trading days, after the capture runs stop at 15:35: "
+        "kite/ticks_archive (lake partition, checks, staging cleanup) then kite/bars_1m."
+    ),
+)
+def kite_archive_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    day = _day(context)
+    skip = _not_trading(day)
+    if skip is not None:
+        return skip
+    return dg.RunRequest(run_key=day.isoformat(), partition_key=day.isoformat())

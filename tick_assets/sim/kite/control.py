@@ -95,6 +95,7 @@ class KiteControl:
                 "epoch": now,
                 "day": self.venue.universe.day.isoformat(),
                 "speed": clock.speed,
+                "realtime_after": clock.realtime_after,
                 "session_second": market.second_of(now),
                 "seed": self.venue.universe.seed,
                 "rate": market.rate,
