@@ -17,12 +17,16 @@ import pyarrow as pa
 import pytest
 import websockets.sync.client as ws_sync
 
+from tick_assets.calendars import session_bounds_utc
+from tick_assets.capture import archive
 from tick_assets.capture.gaps import read_gaps
 from tick_assets.capture.layout import ShardPaths
 from tick_assets.capture.notify import LogNotifier, WebhookNotifier
 from tick_assets.sim.accounts import SIM_APPS
 from tick_assets.sim.server import SimServer
 from tick_assets.sim.testing import access_token, ws_url
+from tick_assets.sources.kite.schema import TICK_SCHEMA
+from tick_assets.store import lake
 from tick_assets.store.journal import read_journal
 from tick_assets.store.raw_archive import read_raw
 from tick_assets_tests.capture_helpers import (
@@ -237,3 +241,22 @@ def test_kill_minus_nine_then_restart_loses_at_most_one_flush(tmp_path):
     assert restart[0]["start_ns"] >= last_before_kill and restart[0]["end_ns"] > killed_at * 1e9
     assert restart[0]["connection_after"] == "idx#2.1"
     assert duplicate_rows(journal) == []
+
+    # the day's archive holds every tick journaled before the kill (the promise)
+    lookup = pl.DataFrame({"instrument_token": tokens,
+                           "symbol": [f"S{t}" for t in tokens], "table_name": [f"S{t}" for t in tokens]})  # fmt: skip
+    day = archive.archive_day(
+        archive.ArchiveSpec(tmp_path, "kite", DAY, *session_bounds_utc(DAY)), TICK_SCHEMA, lookup
+    )
+    assert day.ok, day.chain
+    assert any("run 1 ended" in note for note in day.notes)  # the kill is said, not hidden
+    lake_rows = pl.from_arrow(
+        lake.read_partition(tmp_path, "kite", "ticks", {"date": DAY.isoformat()})
+    )
+    archived_run1 = lake_rows.filter(pl.col("connection").str.starts_with("idx#1."))
+    in_session = pl.from_arrow(run1).filter(
+        pl.col("exchange_timestamp").is_between(*session_bounds_utc(DAY))
+    )
+    key = ["instrument_token", "exchange_timestamp", "received_at", "last_price", "volume_traded"]
+    assert in_session.select(key).join(archived_run1.select(key), on=key, how="anti").height == 0
+    assert archived_run1.height == in_session.height

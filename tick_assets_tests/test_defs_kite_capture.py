@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from tick_assets.calendars import IST
@@ -21,6 +22,7 @@ from tick_assets.definitions import defs
 from tick_assets.defs.kite import capture
 from tick_assets.defs.kite.resources import KiteResource
 from tick_assets.sources.kite.schema import TICK_SCHEMA
+from tick_assets.store import lake
 from tick_assets.store.journal import read_segments
 
 DAY = "2026-11-20"  # a Friday, a trading day
@@ -204,3 +206,73 @@ def _unlocked(path: Path) -> bool:
     with open(path, "rb+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return True
+
+
+ARCHIVE = dg.AssetKey(["kite", "ticks_archive"])
+BARS = dg.AssetKey(["kite", "bars_1m"])
+
+
+def materialize_with_checks(keys, partition_key):
+    loaded = defs()
+    with dg.instance_for_test() as instance:
+        return dg.materialize(
+            [*_assets(loaded), *loaded.asset_checks],
+            resources=loaded.resources,
+            partition_key=partition_key,
+            instance=instance,
+            selection=dg.AssetSelection.assets(*keys),
+        )
+
+
+def checks_of(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_after_the_close_the_day_is_archived_checked_loaded_and_its_staging_deleted(
+    home, postgres_url, tmp_path, monkeypatch
+):
+    config = Path(os.environ["TICK_ASSETS_CONFIG"]).read_text()
+    config = config.replace('"config/', f'"{Path(__file__).resolve().parents[1]}/config/')
+    config = config.replace("[sink.postgres]\nenabled = false", "[sink.postgres]\nenabled = true")
+    (tmp_path / "tick_assets.toml").write_text(config)
+    monkeypatch.setenv("TICK_ASSETS_CONFIG", str(tmp_path / "tick_assets.toml"))
+    monkeypatch.setenv("TICK_ASSETS_POSTGRES_DSN", postgres_url)
+    captured = metadata(materialize([TICKS], DAY, capture_config(stop_at="10:30")))
+
+    result = materialize_with_checks([ARCHIVE, BARS], DAY)
+    found = checks_of(result)
+    assert {name: e.passed for name, e in found.items() if name != "bars_match_vendor_candles"} == {
+        "every_instrument_has_ticks": True,
+        "accounting_chain_adds_up": True,
+        "lake_read_back_matches": True,
+    }
+    events = {e.asset_key: e for e in result.get_asset_materialization_events()}
+    archived = {k: v.value for k, v in events[ARCHIVE].materialization.metadata.items()}
+    rows = archived["dagster/row_count"]
+    assert archived["accounting"]["rows_journaled"] == captured["rows_journaled"]
+    assert archived["accounting"]["received"] == rows + sum(
+        archived["accounting"]["dropped"].values()
+    )
+    assert archived["staging"].startswith("deleted")
+    assert not (home / "staging" / "kite" / DAY).exists()
+    assert (home / "raw" / "kite" / DAY / "indices-0").is_dir()
+    assert archived["sql_sink"]["rows_counted"] == rows > 0
+    lake_ticks = pl.from_arrow(lake.read_partition(home, "kite", "ticks", {"date": DAY}))
+    assert lake_ticks.height == rows
+    assert lake_ticks["symbol"].is_sorted()  # sorted by symbol first
+    bars = pl.from_arrow(lake.read_partition(home, "kite", "bars_1m", {"date": DAY}))
+    assert bars["instrument"].n_unique() == lake_ticks["instrument_token"].n_unique() == 504
+    assert set(bars["symbol"]) == set(lake_ticks["symbol"])
+    assert bars["timestamp"].dt.convert_time_zone("Asia/Kolkata").dt.hour().min() == 9
+
+
+def test_an_instrument_without_ticks_warns_with_its_name_and_keeps_the_staging(home):
+    materialize([TICKS], DAY, capture_config(shards=["indices-0"], stop_at="09:25"))
+    found = checks_of(materialize_with_checks([ARCHIVE], DAY))
+    silent = found["every_instrument_has_ticks"]
+    assert not silent.passed and silent.severity == dg.AssetCheckSeverity.WARN
+    listed = silent.metadata["listed"].value
+    assert silent.metadata["instruments_without_ticks"].value == 450  # the nifty500-0 shard
+    assert {"symbol", "table_name", "instrument_token"} <= set(listed[0])
+    assert found["accounting_chain_adds_up"].passed and found["lake_read_back_matches"].passed
+    assert (home / "staging" / "kite" / DAY / "indices-0").is_dir()  # kept: a check failed

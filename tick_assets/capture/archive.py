@@ -19,7 +19,9 @@ import errno
 import fcntl
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +41,12 @@ from tick_assets.store.journal import SegmentReport, iter_segment
 ASSET = "ticks"
 RECEIPT_COLUMNS = ("received_at", "connection")
 #: Rows per write group: bounds the memory of the second pass (~270 B per full-mode row).
-GROUP_ROWS = 1_500_000
+GROUP_ROWS = 1_000_000
 ROW_GROUP_ROWS = 256_000
 MAX_LISTED = 200
-#: Parquet encodings for a sorted tick table: deltas for timestamps and counters, byte-split
-#: floats, dictionaries for the low-cardinality text; zstd over all of it.
-_DELTA = ("last_trade_time", "exchange_timestamp", "received_at", "volume_traded")
+#: Cumulative counters of the day: delta-encoded in the lake (see writer_options).
+_DELTA = ("volume_traded", "total_buy_quantity", "total_sell_quantity", "oi", "oi_day_high",
+          "oi_day_low")  # fmt: skip
 
 
 class ArchiveError(RuntimeError):
@@ -168,20 +170,11 @@ class _Segment:
     rows: int = 0
 
 
-@dataclass
-class _Keys:
-    token: np.ndarray
-    event_ns: np.ndarray  # -1: null
-    received_ns: np.ndarray
-    digest: np.ndarray  # uint64 hash of the payload columns
-    segment: np.ndarray  # index into the segment list
-    offset: np.ndarray  # row within the segment
-
-
 def _read_keys(
     segments: list[_Segment], spec: ArchiveSpec, payload: list[str]
-) -> tuple[_Keys, list[SegmentReport]]:
-    tokens, events, received, digests, seg_ids, offsets = [], [], [], [], [], []
+) -> tuple[pl.DataFrame, list[SegmentReport]]:
+    """First pass: per journal row only its key, times, payload hash and where it is."""
+    parts: list[pl.DataFrame] = []
     reports: list[SegmentReport] = []
     for index, segment in enumerate(segments):
         for item in iter_segment(segment.path):
@@ -190,55 +183,61 @@ def _read_keys(
                 continue
             frame = pl.from_arrow(item)
             assert isinstance(frame, pl.DataFrame)
-            tokens.append(frame[spec.key_column].cast(pl.Int64).to_numpy())
-            events.append(frame[spec.event_column].dt.epoch("ns").fill_null(-1).to_numpy())
-            received.append(frame["received_at"].dt.epoch("ns").to_numpy())
-            digests.append(frame.select(payload).hash_rows(seed=7).to_numpy())
-            seg_ids.append(np.full(frame.height, index, dtype=np.int32))
-            offsets.append(np.arange(segment.rows, segment.rows + frame.height, dtype=np.int64))
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "token": frame[spec.key_column].cast(pl.Int64),
+                        "event": frame[spec.event_column].dt.epoch("ns").fill_null(-1),
+                        "received": frame["received_at"].dt.epoch("ns"),
+                        "digest": frame.select(payload).hash_rows(seed=7),
+                        "segment": pl.repeat(index, frame.height, dtype=pl.Int32, eager=True),
+                        "offset": pl.int_range(
+                            segment.rows, segment.rows + frame.height, dtype=pl.Int32, eager=True
+                        ),
+                    }
+                )
+            )
             segment.rows += frame.height
-
-    def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
-
-    keys = _Keys(
-        cat(tokens, np.int64), cat(events, np.int64), cat(received, np.int64),
-        cat(digests, np.uint64), cat(seg_ids, np.int32), cat(offsets, np.int64),
-    )  # fmt: skip
+    schema = {"token": pl.Int64, "event": pl.Int64, "received": pl.Int64, "digest": pl.UInt64,
+              "segment": pl.Int32, "offset": pl.Int32}  # fmt: skip
+    keys = pl.concat(parts, rechunk=True) if parts else pl.DataFrame(schema=schema)
     return keys, reports
 
 
 # --- the archive --------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Plan:
+    rows: pl.DataFrame  # rank, segment, offset of every row to write, in the lake's order
+    read: int  # rows read from the journals
+    drops: dict[str, int]
+    unknown: list[int]
+    reports: list[SegmentReport]
+
+
 def _plan(
-    keys: _Keys, spec: ArchiveSpec, lookup: pl.DataFrame
-) -> tuple[pl.DataFrame, dict[str, int], list[int]]:
-    """Rows to write, in order (with their symbol rank), the drop counts and unknown tokens."""
+    segments: list[_Segment], spec: ArchiveSpec, payload: list[str], lookup: pl.DataFrame
+) -> _Plan:
+    """Which journal rows to write and in which order (ties in receipt time broken by journal
+    order), with the drop counts and the unknown tokens. Only this function holds the keys."""
+    frame, reports = _read_keys(segments, spec, payload)
+    rows = frame.height
     start = int(spec.session_start.timestamp() * 1e9)
     end = int(spec.session_end.timestamp() * 1e9)
-    frame = pl.DataFrame(
-        {
-            "token": keys.token,
-            "event": keys.event_ns,
-            "received": keys.received_ns,
-            "digest": keys.digest,
-            "segment": keys.segment,
-            "offset": keys.offset,
-        }
-    ).with_row_index("row")
     when = pl.when(pl.col("event") >= 0).then(pl.col("event")).otherwise(pl.col("received"))
     in_session = (when >= start) & (when <= end)
-    outside = frame.filter(~in_session).height
     frame = frame.filter(in_session)
+    outside = rows - frame.height
 
     # duplicates: same instrument and payload (event time included); the earliest receipt stays
-    frame = frame.sort(["received", "row"])
+    frame = frame.sort(["received", "segment", "offset"])
     timed = pl.col("event") >= 0
     first = pl.struct("token", "digest").is_first_distinct()
-    keep = ~timed | first
-    duplicates = frame.filter(~keep).height
-    frame = frame.filter(keep)
+    kept = frame.filter(~timed | first).drop("digest")
+    duplicates = frame.height - kept.height
+    del frame
+    frame = kept
 
     ranks = (
         lookup.select(
@@ -252,7 +251,13 @@ def _plan(
     unknown = sorted(unknown_rows["token"].unique().to_list())
     frame = frame.filter(pl.col("rank").is_not_null())
     frame = frame.sort(
-        ["rank", pl.when(timed).then(pl.col("event")).otherwise(None), "received", "row"],
+        [
+            "rank",
+            pl.when(timed).then(pl.col("event")).otherwise(None),
+            "received",
+            "segment",
+            "offset",
+        ],  # fmt: skip
         nulls_last=True,
     )
     drops = {
@@ -260,55 +265,106 @@ def _plan(
         "duplicates": duplicates,
         "unknown_instrument": unknown_rows.height,
     }
-    return frame.select("rank", "segment", "offset"), drops, unknown
+    return _Plan(frame.select("rank", "segment", "offset"), rows, drops, unknown, reports)
 
 
-def _groups(plan: pl.DataFrame) -> list[pl.DataFrame]:
-    """Consecutive slices of the plan, cut between instruments, of about GROUP_ROWS rows."""
-    if plan.height == 0:
-        return []
+def _groups(plan: pl.DataFrame) -> pl.DataFrame:
+    """The plan with, per row, its write group (consecutive instruments, ~GROUP_ROWS rows
+    per group) and its position within the group."""
     counts = plan.group_by("rank", maintain_order=True).len()
-    groups, start, size = [], 0, 0
+    group, size, ids = 0, 0, []
     for n in counts["len"].to_list():
         if size and size + n > GROUP_ROWS:
-            groups.append(plan.slice(start, size))
-            start, size = start + size, 0
+            group, size = group + 1, 0
         size += n
-    groups.append(plan.slice(start, size))
-    return groups
+        ids.append(group)
+    ranks = counts.select("rank").with_columns(pl.Series("group", ids, pl.Int32))
+    return plan.join(ranks, on="rank", how="left", maintain_order="left").with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).over("group").alias("pos")
+    )
 
 
-def _gather(group: pl.DataFrame, segments: list[_Segment], schema: pa.Schema) -> pa.Table:
-    """The group's rows from the journals, in the group's order (one segment batch at a time)."""
-    order = group.with_row_index("position")
-    pieces: list[pa.Table] = []
-    positions: list[np.ndarray] = []
-    for index in order["segment"].unique().sort().to_list():
-        wanted = order.filter(pl.col("segment") == index).sort("offset")
-        offsets = wanted["offset"].to_numpy()
-        where = wanted["position"].to_numpy()
-        base, taken = 0, 0
-        for item in iter_segment(segments[index].path):
-            if isinstance(item, SegmentReport):
+def _bucket(
+    plan: pl.DataFrame, segments: list[_Segment], schema: pa.Schema, tmp: Path
+) -> list[tuple[Path, int]]:
+    """Second pass: read each journal once, sending every kept row to its group's file
+    (Arrow IPC, with the row's position in the group); returns (file, rows) per group."""
+    groups = int(plan["group"].max()) + 1 if plan.height else 0
+    bucket_schema = schema.append(pa.field("_pos", pa.int64()))
+    tmp.mkdir(parents=True, exist_ok=True)
+    paths = [tmp / f"group-{g:04d}.arrows" for g in range(groups)]
+    sinks = [pa.OSFile(str(p), "wb") for p in paths]
+    writers = [pa.ipc.new_stream(sink, bucket_schema) for sink in sinks]
+    rows = [0] * groups
+    try:
+        for index, segment in enumerate(segments):
+            mine = plan.filter(pl.col("segment") == index).sort("offset")
+            if mine.height == 0:
                 continue
-            lo = int(np.searchsorted(offsets, base))
-            hi = int(np.searchsorted(offsets, base + item.num_rows))
-            if hi > lo:
-                local = pa.array(offsets[lo:hi] - base)
-                pieces.append(pa.Table.from_batches([item.take(local)], schema=schema))
-                positions.append(where[lo:hi])
-                taken += hi - lo
-            base += item.num_rows
-            if hi == len(offsets):
-                break
-        if taken != len(offsets):
-            raise ArchiveError(
-                f"{segments[index].path}: {len(offsets) - taken} rows read in the first pass "
-                "were not there in the second; was the journal changed during the archive?"
-            )
-    table = pa.concat_tables(pieces)
-    back = np.argsort(np.concatenate(positions), kind="stable")
-    return table.take(pa.array(back))
+            offsets = mine["offset"].to_numpy()
+            group_of = mine["group"].to_numpy()
+            pos = mine["pos"].to_numpy()
+            base = 0
+            for item in iter_segment(segment.path):
+                if isinstance(item, SegmentReport):
+                    continue
+                lo = int(np.searchsorted(offsets, base))
+                hi = int(np.searchsorted(offsets, base + item.num_rows))
+                start_row, base = base, base + item.num_rows
+                if hi == lo:
+                    continue
+                by_group = np.argsort(group_of[lo:hi], kind="stable")
+                local = offsets[lo:hi][by_group] - start_row
+                taken = item.take(pa.array(local)).append_column(
+                    "_pos", pa.array(pos[lo:hi][by_group])
+                )
+                sorted_groups = group_of[lo:hi][by_group]
+                cuts = (np.flatnonzero(np.diff(sorted_groups)) + 1).tolist()
+                for start, end in zip([0, *cuts], [*cuts, len(sorted_groups)], strict=True):
+                    g = int(sorted_groups[start])
+                    writers[g].write_batch(taken.slice(start, end - start))
+                    rows[g] += end - start
+            if base <= int(offsets[-1]):
+                raise ArchiveError(
+                    f"{segment.path}: rows read in the first pass were not there in the "
+                    "second; was the journal changed during the archive?"
+                )
+    finally:
+        for writer, sink in zip(writers, sinks, strict=True):
+            writer.close()
+            sink.close()
+    return list(zip(paths, rows, strict=True))
+
+
+def _read_group(path: Path, schema: pa.Schema) -> pa.Table:
+    """One group's rows in the group's order (restored from the _pos column)."""
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_stream(source).read_all()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    order = np.argsort(frame["_pos"].to_numpy(), kind="stable")
+    return frame.drop("_pos")[order].to_arrow().cast(schema)
+
+
+def _prefetch(items: Iterator[Any]) -> Iterator[Any]:
+    """Produce the next item on a thread while the consumer handles this one (2 cores: the
+    next group's gather overlaps this group's Parquet compression)."""
+    done = object()
+    box: queue.Queue = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            for item in items:
+                box.put(item)
+            box.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            box.put(exc)
+
+    threading.Thread(target=run, name="archive-prefetch", daemon=True).start()
+    while (item := box.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _with_lookup(table: pa.Table, ranks: np.ndarray, lookup: pl.DataFrame) -> pa.Table:
@@ -341,20 +397,30 @@ def fingerprint(table_batches: Sequence[pa.Table]) -> dict[str, str]:
     return {"rows": str(rows), **{k: f"{int(v):016x}" for k, v in state.items()}}
 
 
-def writer_options(schema: pa.Schema) -> dict[str, Any]:
+def writer_options(schema: pa.Schema, level: int = 8) -> dict[str, Any]:
+    """Per-column Parquet encodings for a tick table sorted by instrument and time.
+
+    Measured on synthetic full-mode days (benchmarks/bench_archive.py): deltas for exchange
+    and trade times and the day's cumulative counters; a dictionary for received_at (a frame's
+    packets share one receipt time, so a day has few distinct values), for prices (few
+    distinct per instrument) and for text; byte-split order counts; plain per-tick quantities
+    (their repeats are left to zstd).
+    """
     encodings = {}
     for f in schema:
-        if f.name in _DELTA:
+        if f.name in ("received_at", "instrument_token"):
+            continue
+        if pa.types.is_timestamp(f.type) or f.name in _DELTA:
             encodings[f.name] = "DELTA_BINARY_PACKED"
-        elif pa.types.is_floating(f.type):
+        elif "_orders_" in f.name:
             encodings[f.name] = "BYTE_STREAM_SPLIT"
-    dictionary = [f.name for f in schema if f.name not in encodings]
+        elif pa.types.is_integer(f.type):
+            encodings[f.name] = "PLAIN"
     return {
         "compression": "zstd",
-        "compression_level": 6,
-        "use_dictionary": dictionary,
+        "compression_level": level,
+        "use_dictionary": [f.name for f in schema if f.name not in encodings],
         "column_encoding": encodings,
-        "write_statistics": ["symbol", "exchange_timestamp", "instrument_token"],
     }
 
 
@@ -391,7 +457,8 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
             segments.extend(_Segment(shard, run, p) for p in paths.journal_segments(run))
         shards[shard] = {"runs": runs}
 
-    keys, reports = _read_keys(segments, spec, payload)
+    found = _plan(segments, spec, payload, lookup)
+    reports, drops, unknown, rows_read = found.reports, found.drops, found.unknown, found.read
     torn = [r for r in reports if r.torn]
     for segment, report in zip(segments, reports, strict=True):
         entry = shards[segment.shard].setdefault("journal", {"rows": 0, "segments": 0, "torn": []})
@@ -399,8 +466,7 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
         entry["segments"] += 1
         if report.torn:
             entry["torn"].append(f"{report.path.name}: {report.detail}")
-    plan, drops, unknown = _plan(keys, spec, lookup)
-    rows_read = len(keys.token)
+    notes.extend(f"torn tail: {r.path.name}: {r.detail}" for r in torn)
 
     ordered = lookup.select(pl.col("instrument_token").cast(pl.Int64), "symbol", "table_name").sort(
         "symbol", "instrument_token"
@@ -409,12 +475,19 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
         pa.field("table_name", pa.string())
     )
     state: dict[str, Any] = {"rows": 0}
+    plan = _groups(found.rows)
+    del found
+    tmp = Path(spec.home) / "tmp" / f"archive-{spec.venue}-{spec.day}-{os.getpid()}"
 
-    def pieces() -> Iterator[pa.Table]:
-        for group in _groups(plan):
-            table = _with_lookup(
-                _gather(group, segments, schema), group["rank"].to_numpy(), ordered
-            )
+    def groups(buckets: list[tuple[Path, int]]) -> Iterator[pa.Table]:
+        for (path, _), ranks in zip(buckets, plan.partition_by("group", maintain_order=True),
+                                    strict=True):  # fmt: skip
+            table = _with_lookup(_read_group(path, schema), ranks["rank"].to_numpy(), ordered)
+            path.unlink()
+            yield table
+
+    def pieces(buckets: list[tuple[Path, int]]) -> Iterator[pa.Table]:
+        for table in _prefetch(groups(buckets)):
             _fingerprint_update(state, table)
             for offset in range(0, table.num_rows, ROW_GROUP_ROWS):
                 yield table.slice(offset, ROW_GROUP_ROWS)
@@ -434,18 +507,22 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
         "rows_read": rows_read,
         "dropped": dict(drops),
     }
-    manifest = lake.write_partition_files(
-        spec.home, spec.venue, ASSET, {"date": spec.day.isoformat()}, out_schema, [pieces()],
-        accounting,
-        source=(
-            f"staging/{spec.venue}/{spec.day} journals of shards {', '.join(shards) or 'none'} "
-            f"({len(segments)} segments), session {spec.session_start.isoformat()} .. "
-            f"{spec.session_end.isoformat()}"
-        ),
-        time_column=spec.event_column,
-        extra={"shards": shards, "unknown_instruments": unknown[:MAX_LISTED], "notes": notes},
-        writer_options=writer_options(out_schema),
-    )  # fmt: skip
+    try:
+        buckets = _bucket(plan, segments, schema, tmp)
+        manifest = lake.write_partition_files(
+            spec.home, spec.venue, ASSET, {"date": spec.day.isoformat()}, out_schema,
+            [pieces(buckets)], accounting,
+            source=(
+                f"staging/{spec.venue}/{spec.day} journals of shards {', '.join(shards) or 'none'} "
+                f"({len(segments)} segments), session {spec.session_start.isoformat()} .. "
+                f"{spec.session_end.isoformat()}"
+            ),
+            time_column=spec.event_column,
+            extra={"shards": shards, "unknown_instruments": unknown[:MAX_LISTED], "notes": notes},
+            writer_options=writer_options(out_schema),
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     rows_written = manifest.rows
     journaled = totals["rows_journaled"]
     chain = {
@@ -468,8 +545,6 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
         f"{drops['outside_session']} + duplicates {drops['duplicates']} + unknown instrument "
         f"{drops['unknown_instrument']}": rows_read == rows_written + sum(drops.values()),
     }
-    if torn:
-        notes.extend(f"torn tail: {r.path.name}: {r.detail}" for r in torn)
     counts = (
         pl.DataFrame({"rank": plan["rank"]}).group_by("rank").len()
         if plan.height

@@ -11,13 +11,13 @@ kite/bars_1m are minute bars built from the archive, reconciled against kite/can
 """
 
 import os
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from tick_assets.calendars import IST, SESSION_CLOSE, SESSION_OPEN
+from tick_assets.calendars import session_bounds_utc
 from tick_assets.candles.reconcile import bars_from_ticks
 from tick_assets.capture import archive as day_archive
 from tick_assets.config import PostgresSinkConfig, load_settings
@@ -49,13 +49,6 @@ def lookup_for_archive(home: str, day: str) -> pl.DataFrame:
         "table_name",
         "shard",
     ).unique("instrument_token", keep="first", maintain_order=True)
-
-
-def session_window(day: date) -> tuple[datetime, datetime]:
-    return (
-        datetime.combine(day, SESSION_OPEN, tzinfo=IST),
-        datetime.combine(day, SESSION_CLOSE, tzinfo=IST),
-    )
 
 
 def sink_dsn(sink: PostgresSinkConfig, environ: dict[str, str]) -> str:
@@ -138,7 +131,7 @@ def ticks_archive(
     full = settings.load()
     try:
         lookup = lookup_for_archive(settings.home, day)
-        start, end = session_window(date.fromisoformat(day))
+        start, end = session_bounds_utc(date.fromisoformat(day))
         spec = day_archive.ArchiveSpec(
             home=settings.home_path,
             venue=VENUE,

@@ -314,6 +314,8 @@ def ticks(
         + ", ".join(f"{p.name} ({len(p.tokens)} instruments, app {p.app})" for p in plans)
         + f" in {full.capture.mode} mode until {stop_at.isoformat()}"
     )
+    if kite.mode == "sim":  # the simulated session starts as the capture connects
+        kite.sim_rewind_to_open(day)
     report = run_engine(engine)
     metadata = report_metadata(report, stop_at)
     failed = [s for s in report.shards if s.state != "stopped"]

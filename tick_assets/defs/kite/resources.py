@@ -8,13 +8,14 @@ in the UI); no credential is ever logged or put in metadata.
 
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 from kiteconnect import KiteConnect
 
+from tick_assets.calendars import IST, SESSION_OPEN
 from tick_assets.config import (
     KiteAppSecrets,
     Settings,
@@ -109,6 +110,16 @@ class KiteResource(dg.ConfigurableResource):
         server = sim_server(day, seed=self.sim_seed, rate=self.sim_rate, speed=self.sim_speed)
         clock = server.kite.clock
         return lambda: int(clock.now() * 1e9)
+
+    def sim_rewind_to_open(self, day: date, lead_seconds: float = 5.0) -> None:
+        """Sim mode only: set the simulator's clock of ``day`` just before 09:15 IST, so a
+        capture started now records the whole simulated session (the clock has been running
+        since the simulator started)."""
+        if self.mode != "sim":
+            raise SettingsError("only the simulator's clock can be moved (TICK_ASSETS_MODE=sim)")
+        server = sim_server(day, seed=self.sim_seed, rate=self.sim_rate, speed=self.sim_speed)
+        opening = datetime.combine(day, SESSION_OPEN, tzinfo=IST)
+        server.kite.clock.set(opening - timedelta(seconds=lead_seconds))
 
     @property
     def default_app(self) -> str:
