@@ -201,3 +201,19 @@ def test_a_day_with_nothing_in_session_writes_an_empty_partition(tmp_path):
     assert len(day.instruments_without_ticks) == 3
     empty = read(tmp_path)
     assert empty.height == 0 and empty.schema["exchange_timestamp"] == pl.Datetime("ns", "UTC")
+
+
+def test_a_payload_that_recurs_on_one_connection_is_kept(tmp_path):
+    """A, B, A within one second on one websocket are three ticks; the same three received
+    again on a second shard are duplicates."""
+    at = OPEN + timedelta(seconds=30)
+    a = tick(738561, at, at, 10.0)
+    b = tick(738561, at, at + timedelta(milliseconds=1), 10.05)
+    a_again = dict(a, received_at=at + timedelta(milliseconds=2))
+    journal(tmp_path, "a", 1, [a, b, a_again])
+    shifted = [dict(r, received_at=r["received_at"] + timedelta(milliseconds=5),
+                    connection="b#1.1") for r in (a, b, a_again)]  # fmt: skip
+    journal(tmp_path, "b", 1, shifted)
+    day = archive.archive_day(spec(tmp_path), TICK_SCHEMA, LOOKUP)
+    assert day.manifest.rows == 3 and day.accounting["dropped"]["duplicates"] == 3
+    assert read(tmp_path)["connection"].to_list() == ["s#1.1"] * 3

@@ -258,5 +258,6 @@ def test_kill_minus_nine_then_restart_loses_at_most_one_flush(tmp_path):
         pl.col("exchange_timestamp").is_between(*session_bounds_utc(DAY))
     )
     key = ["instrument_token", "exchange_timestamp", "received_at", "last_price", "volume_traded"]
-    assert in_session.select(key).join(archived_run1.select(key), on=key, how="anti").height == 0
+    missing = in_session.join(archived_run1.select(key), on=key, how="anti", nulls_equal=True)
+    assert missing.height == 0
     assert archived_run1.height == in_session.height

@@ -104,6 +104,12 @@ def test_a_capture_run_materializes_the_days_counts_and_a_rerun_appends(home):
         materialize([TICKS], DAY, capture_config(shards=["indices-0"], stop_at="09:30"))
     )
     assert again["shards"]["indices-0"]["run"] == 2
+    assert again["day_so_far"] == {
+        "indices-0": {
+            "1": {"state": "stopped", "rows_journaled": shard["rows_journaled"]},
+            "2": {"state": "stopped", "rows_journaled": again["rows_journaled"]},
+        }
+    }
     assert {p.name: p.stat().st_size for p in staging.glob("journal-r0001-*")} == before
     assert list(staging.glob("journal-r0002-*.arrows"))
     assert (home / "raw" / "kite" / DAY / "indices-0").is_dir()
@@ -276,3 +282,17 @@ def test_an_instrument_without_ticks_warns_with_its_name_and_keeps_the_staging(h
     assert {"symbol", "table_name", "instrument_token"} <= set(listed[0])
     assert found["accounting_chain_adds_up"].passed and found["lake_read_back_matches"].passed
     assert (home / "staging" / "kite" / DAY / "indices-0").is_dir()  # kept: a check failed
+
+
+def test_minute_bars_are_reconciled_with_kite_candles_naming_the_worst_symbols(home):
+    materialize([TICKS], DAY, capture_config(shards=["indices-0"], stop_at="10:15"))
+    materialize_with_checks([ARCHIVE], DAY)
+    materialize([dg.AssetKey(["kite", "candles"])], f"{DAY}|1minute")
+    found = checks_of(materialize_with_checks([BARS], DAY))
+    check = found["bars_match_vendor_candles"]
+    compared = check.metadata[f"symbols {DAY}"].value
+    worst = check.metadata[f"worst {DAY}"].value
+    assert compared >= 40  # the NIFTY 50 stocks of the indices-0 shard that kite/candles lists
+    assert worst and {"symbol", "max_close_drift", "max_volume_drift"} <= set(worst[0])
+    lookup = pl.from_arrow(lake.read_partition(home, "kite", "instrument_lookup", {"date": DAY}))
+    assert {w["symbol"] for w in worst} <= set(lookup["tradingsymbol"])

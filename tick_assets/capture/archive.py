@@ -159,6 +159,20 @@ def _run_counters(paths: ShardPaths, run: int) -> tuple[str, dict[str, int]]:
     return str(body.get("state")), {k: int(counters.get(k, 0)) for k in _SUMMED}
 
 
+def day_runs(home: Path | str, venue: str, day: date) -> dict[str, dict[str, Any]]:
+    """Every shard of the day in staging with each run's state and counters (from the
+    counters files the writers keep): {shard: {"runs": {run: {"state": ..., counts...}}}}."""
+    found: dict[str, dict[str, Any]] = {}
+    for shard in shard_names(home, venue, day):
+        paths = ShardPaths(Path(home), venue, day, shard)
+        runs = {}
+        for run in paths.runs():
+            state, counters = _run_counters(paths, run)
+            runs[run] = {"state": state, **counters}
+        found[shard] = {"runs": runs}
+    return found
+
+
 # --- pass 1: keys ------------------------------------------------------------------------------------
 
 
@@ -189,6 +203,7 @@ def _read_keys(
                         "token": frame[spec.key_column].cast(pl.Int64),
                         "event": frame[spec.event_column].dt.epoch("ns").fill_null(-1),
                         "received": frame["received_at"].dt.epoch("ns"),
+                        "conn": frame["connection"].hash(seed=3),
                         "digest": frame.select(payload).hash_rows(seed=7),
                         "segment": pl.repeat(index, frame.height, dtype=pl.Int32, eager=True),
                         "offset": pl.int_range(
@@ -198,8 +213,8 @@ def _read_keys(
                 )
             )
             segment.rows += frame.height
-    schema = {"token": pl.Int64, "event": pl.Int64, "received": pl.Int64, "digest": pl.UInt64,
-              "segment": pl.Int32, "offset": pl.Int32}  # fmt: skip
+    schema = {"token": pl.Int64, "event": pl.Int64, "received": pl.Int64, "conn": pl.UInt64,
+              "digest": pl.UInt64, "segment": pl.Int32, "offset": pl.Int32}  # fmt: skip
     keys = pl.concat(parts, rechunk=True) if parts else pl.DataFrame(schema=schema)
     return keys, reports
 
@@ -230,11 +245,15 @@ def _plan(
     frame = frame.filter(in_session)
     outside = rows - frame.height
 
-    # duplicates: same instrument and payload (event time included); the earliest receipt stays
+    # Duplicates: the same packet received on more than one connection (two shards holding an
+    # instrument, a rerun, the cached tick after a reconnect). The k-th row of a payload on one
+    # connection matches the k-th on another, so a payload that genuinely recurs on one
+    # connection (A, B, A) is kept; of each match the earliest receipt stays.
     frame = frame.sort(["received", "segment", "offset"])
     timed = pl.col("event") >= 0
-    first = pl.struct("token", "digest").is_first_distinct()
-    kept = frame.filter(~timed | first).drop("digest")
+    occurrence = pl.int_range(pl.len(), dtype=pl.UInt32).over("token", "digest", "conn")
+    first = pl.struct("token", "digest", occurrence).is_first_distinct()
+    kept = frame.filter(~timed | first).drop("digest", "conn")
     duplicates = frame.height - kept.height
     del frame
     frame = kept
@@ -438,24 +457,21 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
     payload = [n for n in schema.names if n not in RECEIPT_COLUMNS]
 
     segments: list[_Segment] = []
-    shards: dict[str, dict[str, Any]] = {}
     totals = dict.fromkeys(_SUMMED, 0)
     notes: list[str] = []
-    for shard in shard_names(spec.home, spec.venue, spec.day):
+    shards = day_runs(spec.home, spec.venue, spec.day)
+    for shard, entry in shards.items():
         paths = ShardPaths(Path(spec.home), spec.venue, spec.day, shard)
-        runs = {}
-        for run in paths.runs():
-            state, counters = _run_counters(paths, run)
-            runs[run] = {"state": state, **counters}
-            for key, value in counters.items():
-                totals[key] += value
-            if state != "stopped":
+        for run, counters in entry["runs"].items():
+            for key in _SUMMED:
+                totals[key] += counters.get(key, 0)
+            if counters["state"] != "stopped":
                 notes.append(
-                    f"shard {shard} run {run} ended {state!r} (not stopped: a crash or kill); "
-                    "its journal files are the truth for rows after its last counters write"
+                    f"shard {shard} run {run} ended {counters['state']!r} (not stopped: a crash "
+                    "or kill); its journal files are the truth for rows after its last counters "
+                    "write"
                 )
             segments.extend(_Segment(shard, run, p) for p in paths.journal_segments(run))
-        shards[shard] = {"runs": runs}
 
     found = _plan(segments, spec, payload, lookup)
     reports, drops, unknown, rows_read = found.reports, found.drops, found.unknown, found.read
@@ -497,6 +513,7 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
         "received": rows_read,
         "messages_received": totals["messages_received"],
         "messages_written": totals["messages_written"],
+        "messages_lost_unflushed": totals["messages_received"] - totals["messages_written"],
         "heartbeats": totals["heartbeats"],
         "packets_decoded": totals["packets_decoded"],
         "rejected_frames": totals["rejected_frames"],
@@ -527,8 +544,12 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
     journaled = totals["rows_journaled"]
     chain = {
         f"capture: messages received {totals['messages_received']} == written to the raw "
-        f"archive {totals['messages_written']}": totals["messages_received"]
-        == totals["messages_written"],
+        f"archive {totals['messages_written']}"
+        + ("" if clean else " (or more: a killed run's last unflushed messages are lost)"): (
+            totals["messages_received"] == totals["messages_written"]
+            if clean
+            else totals["messages_received"] >= totals["messages_written"]
+        ),
         f"capture: packets decoded {totals['packets_decoded']} == journaled {journaled} + "
         f"cached superseded {totals['cached_superseded']} + duplicates {totals['duplicates']}": (
             totals["packets_decoded"]

@@ -30,6 +30,7 @@ import polars as pl
 from pydantic import Field
 
 from tick_assets.calendars import IST, CalendarError, is_trading_day
+from tick_assets.capture import archive as day_archive
 from tick_assets.capture.engine import (
     CaptureEngine,
     CaptureReport,
@@ -218,6 +219,18 @@ def _shard_row(shard: Any) -> dict[str, Any]:
     }
 
 
+def day_summary(home: Path, venue: str, day: date) -> dict[str, dict[str, Any]]:
+    """Every shard's runs of the day so far (this run and the others, e.g. other shards' runs
+    or an earlier run of this one): state and journaled rows per run."""
+    return {
+        shard: {
+            str(run): {"state": c["state"], "rows_journaled": c.get("rows_journaled", 0)}
+            for run, c in entry["runs"].items()
+        }
+        for shard, entry in day_archive.day_runs(home, venue, day).items()
+    }
+
+
 def report_metadata(report: CaptureReport, stop_at: datetime) -> dict[str, Any]:
     """What kite/ticks[day] shows for one capture run: counts, chain, gaps, latency, alerts."""
     shards = {s.shard: _shard_row(s) for s in report.shards}
@@ -238,6 +251,7 @@ def report_metadata(report: CaptureReport, stop_at: datetime) -> dict[str, Any]:
         "alerts": dg.MetadataValue.json([a.to_json() for a in report.alerts]),
         "stop_reason": report.stop_reason,
         "stop_at": stop_at.isoformat(),
+        "day_so_far": dg.MetadataValue.json(day_summary(first.home, report.venue, report.day)),
         "staging_path": dg.MetadataValue.path(str(first.staging.parent)),
         "raw_path": dg.MetadataValue.path(str(first.raw.parent)),
     }
