@@ -249,14 +249,22 @@ def _plan(
     # instrument, a rerun, the cached tick after a reconnect). The k-th row of a payload on one
     # connection matches the k-th on another, so a payload that genuinely recurs on one
     # connection (A, B, A) is kept; of each match the earliest receipt stays.
-    frame = frame.sort(["received", "segment", "offset"])
+    # Only rows whose payload occurs more than once need the matching (few, on a normal day).
     timed = pl.col("event") >= 0
-    occurrence = pl.int_range(pl.len(), dtype=pl.UInt32).over("token", "digest", "conn")
-    first = pl.struct("token", "digest", occurrence).is_first_distinct()
-    kept = frame.filter(~timed | first).drop("digest", "conn")
-    duplicates = frame.height - kept.height
-    del frame
-    frame = kept
+    repeats = (
+        frame.filter(timed & pl.struct("token", "digest").is_duplicated())
+        .sort(["received", "segment", "offset"])
+        .with_columns(
+            pl.int_range(pl.len(), dtype=pl.UInt32).over("token", "digest", "conn").alias("k")
+        )
+    )
+    dropped = repeats.filter(~pl.struct("token", "digest", "k").is_first_distinct())
+    frame = frame.drop("digest", "conn")
+    if dropped.height:
+        frame = frame.join(
+            dropped.select("segment", "offset"), on=["segment", "offset"], how="anti"
+        )
+    duplicates = dropped.height
 
     ranks = (
         lookup.select(

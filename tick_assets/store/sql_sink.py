@@ -5,10 +5,12 @@ RANGE on `trade_date` (one partition `<table>_YYYYMMDD` per trading day), loaded
 single transaction that first empties the day's partition, so a re-run replaces that day and
 touches no other, and a failed load leaves the day's previous rows in place.
 
-Rows go as CSV written by pyarrow (C++), which is exact: floats are written in their shortest
-round-trip form, strings are always quoted (so an empty string stays distinct from NULL, which is
-an unquoted empty field), and timestamps as UTC instants with a `Z` suffix. PostgreSQL keeps
-microseconds, so finer timestamps are floored to the microsecond before sending.
+Rows go as binary COPY built with numpy from the Arrow buffers, which is exact by construction
+and about three times as fast as COPY of pyarrow-written CSV: floats travel as their IEEE bits
+(NaN, infinities and -0.0 included), integers as integers, text as its UTF-8 bytes, NULL as
+PostgreSQL's length -1 (so an empty string stays distinct from NULL), and timestamps as integer
+microseconds since 2000-01-01 UTC, i.e. as instants. PostgreSQL keeps microseconds, so nanosecond timestamps are
+floored to the microsecond (a tick at ...123456789 ns is stored as ...123456 µs).
 
 Every identifier (schema, table, column) is checked against `IDENTIFIER_PATTERN` before any
 connection is made and reaches SQL only through `psycopg2.sql.Identifier`. The DSN may hold a
@@ -19,17 +21,16 @@ from (`dsn_source`) instead.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
+import numpy as np
 import psycopg2
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
@@ -37,11 +38,12 @@ log = logging.getLogger(__name__)
 
 IDENTIFIER_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DAY_COLUMN = "trade_date"
-DEFAULT_DSN_SOURCE = "the configured DSN"
 #: `<table>_YYYYMMDD` must fit PostgreSQL's 63-byte names (longer ones are silently truncated).
 MAX_TABLE_NAME = 63 - len("_YYYYMMDD")
-#: Rows per CSV chunk: bounds the memory of one chunk (~25 MB for the full tick schema).
+#: Rows per COPY chunk: bounds the memory of one encoded chunk (~35 MB for the tick schema).
 CHUNK_ROWS = 65_536
+#: Bytes of one chunk's text columns, padded to their longest value; wider chunks are split.
+MAX_TEXT_BYTES = 1 << 26
 #: Bytes handed to libpq per read by COPY.
 COPY_READ_SIZE = 1 << 20
 CONNECT_TIMEOUT_S = 10
@@ -57,6 +59,10 @@ class InvalidIdentifierError(SqlSinkError, ValueError):
 
 class UnsupportedTypeError(SqlSinkError, TypeError):
     """An Arrow column type the sink has no exact PostgreSQL type for."""
+
+
+class SchemaMismatchError(SqlSinkError, ValueError):
+    """The batches do not match the schema given, or the schema cannot be stored as is."""
 
 
 class TableMismatchError(SqlSinkError):
@@ -76,7 +82,8 @@ class SinkReport:
     """What one `load_day` did."""
 
     rows: int
-    partition: str  # schema-qualified, e.g. "public.ticks_20250313"
+    table: str  # schema-qualified parent, e.g. "public.kite_ticks"
+    partition: str  # the day's partition, e.g. "kite_ticks_20250313"
     seconds: float
     bytes_sent: int
     created_table: bool
@@ -100,7 +107,7 @@ def validate_identifier(name: str, what: str) -> str:
     """Return `name` if it is a safe lower-case identifier; otherwise say which input is bad."""
     if not isinstance(name, str) or not IDENTIFIER_PATTERN.fullmatch(name):
         raise InvalidIdentifierError(
-            f"{what} {name!r} is not a valid identifier: use 1-63 characters of lower-case "
+            f"{what} {name!r} is not a safe SQL identifier: use 1-63 characters of lower-case "
             f"a-z, 0-9 and _, not starting with a digit (pattern {IDENTIFIER_PATTERN.pattern})"
         )
     return name
@@ -138,7 +145,11 @@ def pg_type(arrow_type: pa.DataType) -> str | None:
         return pg_type(arrow_type.value_type)
     if pa.types.is_boolean(arrow_type):
         return "boolean"
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type) or pa.types.is_uint8(arrow_type):
+    if (
+        pa.types.is_int8(arrow_type)
+        or pa.types.is_int16(arrow_type)
+        or pa.types.is_uint8(arrow_type)
+    ):
         return "smallint"
     if pa.types.is_int32(arrow_type) or pa.types.is_uint16(arrow_type):
         return "integer"
@@ -160,13 +171,13 @@ def pg_type(arrow_type: pa.DataType) -> str | None:
 def column_types(schema: pa.Schema) -> dict[str, str]:
     """The PostgreSQL column of each Arrow field, in order; raises naming every bad column."""
     if len(schema) == 0:
-        raise ValueError("schema has no columns; pass the Arrow schema of the tick batches")
+        raise SchemaMismatchError("schema has no columns; pass the Arrow schema of the batches")
     names = list(schema.names)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"schema has duplicate column names {dupes}")
+        raise SchemaMismatchError(f"schema has duplicate column names {dupes}")
     if DAY_COLUMN in names:
-        raise ValueError(
+        raise SchemaMismatchError(
             f"schema already has a column {DAY_COLUMN!r}; the sink adds it (the partition key), "
             "drop it from the batches"
         )
@@ -186,50 +197,57 @@ def column_types(schema: pa.Schema) -> dict[str, str]:
 # Connection
 
 
-def _endpoint(dsn: str) -> str:
-    """`host:port` of the DSN for messages (never the password)."""
-    try:
-        params = parse_dsn(dsn)
-    except psycopg2.Error:
-        return "an unparsable address"
+def _endpoint(params: dict[str, str]) -> str:
+    """`host:port` of parsed DSN parameters, for messages (never the password)."""
     host = params.get("host") or params.get("hostaddr") or "the local socket"
     return f"{host}:{params.get('port') or 5432}"
 
 
-def _scrub(message: str, dsn: str) -> str:
-    """`message` with the DSN and its password removed, first line only."""
-    try:
-        password = parse_dsn(dsn).get("password")
-    except psycopg2.Error:
-        # libpq quotes pieces of a DSN it cannot parse, which may be the password.
-        return "the DSN could not be parsed"
+def _scrub(message: str, dsn: str, password: str | None) -> str:
+    """First line of `message` with the DSN and the password (plain or URL-encoded) masked."""
     text = (message.strip().splitlines() or [""])[0]
-    for secret in (dsn, password):
+    for secret in (dsn, password, quote(password or "", safe="")):
         if secret:
             text = text.replace(secret, "***")
     return text
 
 
-def connect(dsn: str, *, dsn_source: str = DEFAULT_DSN_SOURCE) -> psycopg2.extensions.connection:
-    """A connection with UTC session time zone and UTF-8; errors say where, never the password."""
-    where = _endpoint(dsn)
-    try:
-        params = parse_dsn(dsn)
-    except psycopg2.Error:
+def _describe(dsn_source: str | None) -> tuple[str, str]:
+    """(what the DSN is, how to fix it) for messages that must not show the DSN itself."""
+    if dsn_source:
+        return f"the PostgreSQL DSN from {dsn_source}", f"set {dsn_source} to a reachable server"
+    return "the configured PostgreSQL DSN", "point the configured DSN at a reachable server"
+
+
+def connect(dsn: str, *, dsn_source: str | None = None) -> psycopg2.extensions.connection:
+    """A connection with UTC session time zone and UTF-8; errors say where, never the password.
+
+    The errors are raised outside the `except` blocks so that no exception carrying libpq's
+    text (which can quote the DSN) stays attached as `__context__`.
+    """
+    what, fix = _describe(dsn_source)
+    params: dict[str, str] | None = None
+    if isinstance(dsn, str):
+        try:
+            params = parse_dsn(dsn)
+        except psycopg2.Error:
+            params = None
+    if params is None:
         raise PostgresUnreachableError(
-            f"the PostgreSQL DSN from {dsn_source} could not be parsed; "
-            "expected postgresql://user@host:port/dbname or key=value pairs"
-        ) from None
+            f"{what} could not be parsed; expected postgresql://user@host:port/dbname or "
+            "key=value pairs"
+        )
     extra = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT_S}
+    reason = None
     try:
         conn = psycopg2.connect(dsn, application_name="tick_assets.sql_sink", **extra)
     except psycopg2.Error as exc:
-        # `from None`: the libpq message is scrubbed here and must not survive in __cause__.
+        reason = _scrub(str(exc), dsn, params.get("password"))
+    if reason is not None:
         raise PostgresUnreachableError(
-            f"PostgreSQL at {where} unreachable with the PostgreSQL DSN from {dsn_source}: "
-            f"{_scrub(str(exc), dsn)}; is it running and accepting connections? "
-            f"otherwise set {dsn_source} to a reachable server"
-        ) from None
+            f"PostgreSQL at {_endpoint(params)} unreachable with {what}: {reason}; is it running "
+            f"and accepting connections? otherwise {fix}"
+        )
     conn.set_client_encoding("UTF8")
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'UTC'")
@@ -279,7 +297,11 @@ def _check_parent(cur, pg_schema: str, table: str, oid: int, relkind: str, want:
     have = _columns(cur, oid)
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want))
-    retyped = {c: f"{have[c]} in table, {want[c]} in batches" for c in want if c in have and have[c] != want[c]}
+    retyped = {
+        c: f"{have[c]} in table, {want[c]} in batches"
+        for c in want
+        if c in have and have[c] != want[c]
+    }
     if missing or extra or retyped:
         parts = []
         if missing:
@@ -294,8 +316,15 @@ def _check_parent(cur, pg_schema: str, table: str, oid: int, relkind: str, want:
         )
 
 
-def _ensure_tables(cur, pg_schema: str, table: str, day: dt.date, want: dict) -> tuple[bool, bool]:
-    """Create the parent and the day's partition if missing; check them if present."""
+def _ensure_tables(
+    cur, pg_schema: str, table: str, day: dt.date, want: dict, schema: pa.Schema
+) -> tuple[bool, bool]:
+    """Create the parent and the day's partition if missing; check them if present.
+
+    A new parent gets NOT NULL on the columns the Arrow schema declares non-nullable. An existing
+    one is compared on column names and types only (nullability is left to PostgreSQL to
+    enforce), so a schema read back with relaxed nullability still loads.
+    """
     part = partition_name(table, day)
     cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg_schema,))
     if cur.fetchone() is None:
@@ -304,16 +333,22 @@ def _ensure_tables(cur, pg_schema: str, table: str, day: dt.date, want: dict) ->
             f"(CREATE SCHEMA {pg_schema}) or pass another pg_schema"
         )
     # Serialises concurrent first loads, whose CREATE ... IF NOT EXISTS could otherwise collide.
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tick_assets.sql_sink:{pg_schema}.{table}",))
+    cur.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tick_assets.sql_sink:{pg_schema}.{table}",)
+    )
     parent_ident = sql.Identifier(pg_schema, table)
-    part_ident = sql.Identifier(pg_schema, part)
     created_table = created_partition = False
 
     found = _relation(cur, pg_schema, table)
     if found is None:
         columns = [sql.SQL("{} date NOT NULL").format(sql.Identifier(DAY_COLUMN))]
         columns += [
-            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(pgtype)) for name, pgtype in want.items()
+            sql.SQL("{} {}{}").format(
+                sql.Identifier(name),
+                sql.SQL(pgtype),
+                sql.SQL("" if schema.field(name).nullable else " NOT NULL"),
+            )
+            for name, pgtype in want.items()
         ]
         cur.execute(
             sql.SQL("CREATE TABLE {} ({}) PARTITION BY RANGE ({})").format(
@@ -321,50 +356,147 @@ def _ensure_tables(cur, pg_schema: str, table: str, day: dt.date, want: dict) ->
             )
         )
         created_table = True
+        found = _relation(cur, pg_schema, table)
     else:
         _check_parent(cur, pg_schema, table, *found, {DAY_COLUMN: "date", **want})
+    parent_oid = found[0]
 
+    next_day = day + dt.timedelta(days=1)
+    bound = f"FOR VALUES FROM ('{day.isoformat()}') TO ('{next_day.isoformat()}')"
     found_part = _relation(cur, pg_schema, part)
-    bound = f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + dt.timedelta(days=1)).isoformat()}')"
     if found_part is None:
         cur.execute(
             sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                part_ident, parent_ident, sql.Literal(day), sql.Literal(day + dt.timedelta(days=1))
+                sql.Identifier(pg_schema, part),
+                parent_ident,
+                sql.Literal(day),
+                sql.Literal(next_day),
             )
         )
         created_partition = True
     else:
         cur.execute(
-            "SELECT i.inhparent = %s::regclass, pg_get_expr(c.relpartbound, c.oid)"
-            " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.oid = %s",
-            (found[0] if found else _relation(cur, pg_schema, table)[0], found_part[0]),
+            "SELECT i.inhparent, pg_get_expr(c.relpartbound, c.oid) FROM pg_class c"
+            " LEFT JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.oid = %s",
+            (found_part[0],),
         )
-        is_child, have_bound = cur.fetchone()
-        if not is_child or have_bound != bound:
+        have_parent, have_bound = cur.fetchone()
+        if have_parent != parent_oid or have_bound != bound:
+            actual = f"its bound is {have_bound}" if have_parent == parent_oid else "it is not"
             raise TableMismatchError(
                 f"{pg_schema}.{part} exists but is not the partition of {pg_schema}.{table} "
-                f"{bound} (it is {'a partition ' + str(have_bound) if is_child else 'not a partition of it'}); "
-                "rename or drop it by hand"
+                f"{bound} ({actual}); rename or drop it by hand"
             )
     return created_table, created_partition
 
 
 # ---------------------------------------------------------------------------------------------
-# CSV stream
+# Binary COPY encoding
+
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
+COPY_TRAILER = b"\xff\xff"  # field count -1
+PG_EPOCH_DAYS = 10_957  # 1970-01-01 to 2000-01-01, PostgreSQL's epoch for date and timestamp
+PG_EPOCH_US = PG_EPOCH_DAYS * 86_400 * 1_000_000
+#: The binary wire form of each fixed-width PostgreSQL type (network byte order).
+WIRE_DTYPE = {
+    "smallint": ">i2",
+    "integer": ">i4",
+    "bigint": ">i8",
+    "real": ">f4",
+    "double precision": ">f8",
+    "boolean": "u1",
+    "date": ">i4",
+    "timestamp with time zone": ">i8",
+}
+US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
-def _prepare(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Columns in the form the CSV writer renders exactly: µs UTC timestamps, plain strings."""
-    arrays = []
-    for field, column in zip(batch.schema, batch.columns, strict=True):
-        if pa.types.is_dictionary(field.type):
-            column = column.cast(field.type.value_type)
-        if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
-            if column.type.unit == "ns":
-                column = pc.floor_temporal(column, unit="microsecond").cast(pa.timestamp("us", tz="UTC"))
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+def _fixed_values(column: pa.Array) -> np.ndarray:
+    """The column's values as numbers in PostgreSQL's terms (null slots hold anything)."""
+    if pa.types.is_boolean(column.type):
+        column = column.cast(pa.uint8())
+    elif pa.types.is_date64(column.type):
+        column = column.cast(pa.date32())
+    n, data = len(column), column.buffers()[1]
+    if pa.types.is_timestamp(column.type):
+        raw = np.frombuffer(data, np.int64, count=n, offset=column.offset * 8)
+        if column.type.unit == "ns":
+            return raw // 1000 - PG_EPOCH_US  # floor division: floored to the microsecond
+        return raw * US_PER_UNIT[column.type.unit] - PG_EPOCH_US
+    if pa.types.is_date32(column.type):
+        return np.frombuffer(data, np.int32, count=n, offset=column.offset * 4) - PG_EPOCH_DAYS
+    dtype = np.dtype(column.type.to_pandas_dtype())
+    return np.frombuffer(data, dtype, count=n, offset=column.offset * dtype.itemsize)
+
+
+def _text_values(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, UTF-8 bytes) of a string column."""
+    _, offsets, data = column.buffers()
+    dtype = np.dtype(np.int64 if pa.types.is_large_string(column.type) else np.int32)
+    offsets = np.frombuffer(
+        offsets, dtype, count=len(column) + 1, offset=column.offset * dtype.itemsize
+    )
+    return offsets, np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+
+
+def encode_binary(batch: pa.RecordBatch, pg_types: list[str]) -> bytes:
+    """The rows of `batch` in COPY BINARY tuple format (no header or trailer).
+
+    Every row is first laid out at a fixed width (a numpy structured array: field count, then
+    length + value per column, text padded to the chunk's longest value), then the bytes of
+    NULL values and of text padding are dropped with one boolean mask.
+    """
+    n = batch.num_rows
+    layout: list[tuple] = [("count", ">i2")]
+    columns = []
+    text_bytes = 0
+    for i, (column, pg_type) in enumerate(zip(batch.columns, pg_types, strict=True)):
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+        layout.append((f"l{i}", ">i4"))
+        if pg_type == "text":
+            offsets, data = _text_values(column)
+            lengths = np.diff(offsets)
+            width = int(lengths.max()) if n else 0
+            text_bytes += n * width
+            if width:
+                layout.append((f"v{i}", "u1", (width,)))
+            columns.append((valid, (offsets, lengths, data), width))
+        else:
+            layout.append((f"v{i}", WIRE_DTYPE[pg_type]))
+            columns.append((valid, _fixed_values(column), np.dtype(WIRE_DTYPE[pg_type]).itemsize))
+    if text_bytes > MAX_TEXT_BYTES and n > 1:
+        half = n // 2
+        return encode_binary(batch.slice(0, half), pg_types) + encode_binary(
+            batch.slice(half), pg_types
+        )
+
+    dtype = np.dtype(layout)
+    rows = np.zeros(n, dtype)
+    rows["count"] = len(pg_types)
+    keep = np.ones((n, dtype.itemsize), bool)
+    dropped = False
+    for i, (valid, values, width) in enumerate(columns):
+        start = dtype.fields[f"v{i}"][1] if width else 0
+        if isinstance(values, tuple):  # text: length, bytes, then drop the padding
+            offsets, lengths, data = values
+            sent = lengths if valid is None else np.where(valid, lengths, 0)
+            rows[f"l{i}"] = lengths if valid is None else np.where(valid, lengths, -1)
+            if width:
+                # Row-major fill: row r's bytes are data[offsets[r]:offsets[r + 1]], in order.
+                rows[f"v{i}"][np.arange(width) < lengths[:, None]] = data[offsets[0] : offsets[-1]]
+                padding = np.arange(width) >= sent[:, None]
+                keep[:, start : start + width] &= ~padding
+                dropped = dropped or bool(padding.any())
+        else:
+            rows[f"v{i}"] = values
+            rows[f"l{i}"] = width if valid is None else np.where(valid, width, -1)
+            if valid is not None:
+                keep[~valid, start : start + width] = False
+                dropped = True
+    raw = rows.view(np.uint8).reshape(n, dtype.itemsize)
+    return raw[keep].tobytes() if dropped else raw.tobytes()
 
 
 def _same_columns(got: pa.Schema, want: pa.Schema) -> bool:
@@ -374,38 +506,51 @@ def _same_columns(got: pa.Schema, want: pa.Schema) -> bool:
 def _schema_difference(got: pa.Schema, want: pa.Schema) -> str:
     want_types = {f.name: f.type for f in want}
     got_types = {f.name: f.type for f in got}
-    diffs = [f"{n}: {got_types.get(n)} instead of {t}" for n, t in want_types.items() if got_types.get(n) != t]
-    diffs += [f"{n}: not in the schema" for n in got_types if n not in want_types]
+    diffs = [
+        f"{n}: {got_types.get(n, 'missing')} (expected {t})"
+        for n, t in want_types.items()
+        if got_types.get(n) != t
+    ]
+    diffs += [f"{n}: not expected (not in the schema)" for n in got_types if n not in want_types]
     if not diffs:
         diffs = [f"column order {got.names}"]
     return "; ".join(diffs)
 
 
-def _batches(data: pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def _batches(
+    data: pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
     if isinstance(data, pa.Table):
         if not _same_columns(data.schema, schema):
-            raise ValueError(f"table does not match the schema ({_schema_difference(data.schema, schema)})")
+            raise SchemaMismatchError(
+                f"the table does not match the schema ({_schema_difference(data.schema, schema)})"
+            )
         data = data.to_batches(max_chunksize=CHUNK_ROWS)
     for index, batch in enumerate(data):
         if not isinstance(batch, pa.RecordBatch):
-            raise TypeError(f"batch {index} is a {type(batch).__name__}, expected a pyarrow.RecordBatch")
+            raise SchemaMismatchError(
+                f"batch {index} is a {type(batch).__name__}, expected a pyarrow.RecordBatch"
+            )
         if not _same_columns(batch.schema, schema):
-            raise ValueError(f"batch {index} does not match the schema ({_schema_difference(batch.schema, schema)})")
+            raise SchemaMismatchError(
+                f"batch {index} does not match the schema ({_schema_difference(batch.schema, schema)})"
+            )
         for offset in range(0, batch.num_rows, CHUNK_ROWS):
             yield batch.slice(offset, CHUNK_ROWS)
 
 
-class _CsvStream:
-    """File-like `read()` over the CSV of the batches, for `copy_expert`; counts rows and bytes.
+class _CopyStream:
+    """File-like `read()` over the binary COPY of the batches, for `copy_expert`.
 
-    An exception from the batches is kept in `error`: psycopg2 replaces it with a generic
-    QueryCanceled, and the caller wants to see the original.
+    Counts rows and bytes. An exception from the batches is kept in `error`: psycopg2 replaces
+    it with a generic QueryCanceled, and the caller wants to see the original.
     """
 
-    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+    def __init__(self, batches: Iterator[pa.RecordBatch], pg_types: list[str]) -> None:
         self._batches = batches
-        self._buffer = memoryview(b"")
-        self._options = pa_csv.WriteOptions(include_header=False)
+        self._pg_types = pg_types
+        self._buffer = memoryview(COPY_HEADER)
+        self._finished = False
         self.rows = 0
         self.bytes_sent = 0
         self.error: BaseException | None = None
@@ -414,12 +559,14 @@ class _CsvStream:
         for batch in self._batches:
             if batch.num_rows == 0:
                 continue
-            sink = io.BytesIO()
-            pa_csv.write_csv(_prepare(batch), sink, self._options)
-            self._buffer = sink.getbuffer()
+            self._buffer = memoryview(encode_binary(batch, self._pg_types))
             self.rows += batch.num_rows
             return True
-        return False
+        if self._finished:
+            return False
+        self._finished = True
+        self._buffer = memoryview(COPY_TRAILER)
+        return True
 
     def read(self, size: int = -1) -> bytes:
         try:
@@ -447,7 +594,7 @@ def load_day(
     schema: pa.Schema,
     *,
     pg_schema: str = "public",
-    dsn_source: str = DEFAULT_DSN_SOURCE,
+    dsn_source: str | None = None,
 ) -> SinkReport:
     """Replace trading day `day` of `pg_schema.table` with `batches`; returns what was loaded.
 
@@ -464,22 +611,28 @@ def load_day(
     validate_identifier(pg_schema, "pg_schema")
     part = partition_name(table, day)
     want = column_types(schema)
+    if isinstance(batches, pa.Table) and not _same_columns(batches.schema, schema):
+        raise SchemaMismatchError(
+            f"the table does not match the schema ({_schema_difference(batches.schema, schema)})"
+        )
     started = time.perf_counter()
 
     conn = connect(dsn, dsn_source=dsn_source)
     try:
         with conn.cursor() as cur:
-            created_table, created_partition = _ensure_tables(cur, pg_schema, table, day, want)
+            created_table, created_partition = _ensure_tables(
+                cur, pg_schema, table, day, want, schema
+            )
         conn.commit()
 
-        stream = _CsvStream(_batches(batches, schema))
+        stream = _CopyStream(_batches(batches, schema), list(want.values()))
         part_ident = sql.Identifier(pg_schema, part)
-        copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, FREEZE true)").format(
+        copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary, FREEZE true)").format(
             part_ident, sql.SQL(", ").join(map(sql.Identifier, want))
         )
         try:
             with conn.cursor() as cur:
-                # The partition's own default fills trade_date, so the CSV need not repeat it.
+                # The partition's own default fills trade_date, so the rows need not repeat it.
                 cur.execute(
                     sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
                         part_ident, sql.Identifier(DAY_COLUMN), sql.Literal(day)
@@ -487,28 +640,46 @@ def load_day(
                 )
                 cur.execute(sql.SQL("TRUNCATE {}").format(part_ident))
                 cur.copy_expert(copy.as_string(conn), stream, size=COPY_READ_SIZE)
-                copied = cur.rowcount
-                if copied != stream.rows:
-                    raise LoadFailedError(f"COPY reported {copied} rows, {stream.rows} were sent")
+                if cur.rowcount != stream.rows:
+                    raise LoadFailedError(
+                        f"COPY into {pg_schema}.{part} stored {cur.rowcount} rows, "
+                        f"{stream.rows} were sent"
+                    )
             conn.commit()
         except BaseException as exc:
-            conn.rollback()
-            cause = stream.error or exc
-            reason = f"{type(cause).__name__}: {cause}".strip()
-            raise LoadFailedError(
-                f"loading {day} into {pg_schema}.{part} failed after {stream.rows} rows and was "
-                f"rolled back; the day's previous rows are unchanged. Cause: {reason}"
-            ) from cause
+            try:
+                conn.rollback()
+            except psycopg2.Error as rollback_error:
+                # A lost connection: the server discards the open transaction by itself.
+                exc.add_note(f"rollback failed too ({type(rollback_error).__name__})")
+            rolled_back = (
+                f"loading {day} into {pg_schema}.{part} stopped after {stream.rows} rows and was "
+                "rolled back; the day's previous rows are unchanged"
+            )
+            if stream.error is not None:
+                # The batches failed (psycopg2 reports only QueryCanceled): re-raise their error.
+                stream.error.add_note(rolled_back)
+                raise stream.error from None
+            if isinstance(exc, SqlSinkError | KeyboardInterrupt | SystemExit):
+                exc.add_note(rolled_back)
+                raise
+            raise LoadFailedError(f"{rolled_back}. Cause: {type(exc).__name__}: {exc}") from exc
     finally:
         conn.close()
 
     seconds = time.perf_counter() - started
     log.info(
-        "loaded %d rows (%d bytes) into %s.%s in %.2f s", stream.rows, stream.bytes_sent, pg_schema, part, seconds
+        "loaded %d rows (%d bytes) into %s.%s in %.2f s",
+        stream.rows,
+        stream.bytes_sent,
+        pg_schema,
+        part,
+        seconds,
     )
     return SinkReport(
         rows=stream.rows,
-        partition=f"{pg_schema}.{part}",
+        table=f"{pg_schema}.{table}",
+        partition=part,
         seconds=seconds,
         bytes_sent=stream.bytes_sent,
         created_table=created_table,
@@ -518,11 +689,18 @@ def load_day(
 
 def _require_table(cur, pg_schema: str, table: str) -> None:
     if _relation(cur, pg_schema, table) is None:
-        raise TableMismatchError(f"table {pg_schema}.{table} does not exist; nothing has been loaded into it")
+        raise TableMismatchError(
+            f"table {pg_schema}.{table} does not exist; nothing has been loaded into it"
+        )
 
 
 def count_day(
-    dsn: str, table: str, day: dt.date, pg_schema: str = "public", *, dsn_source: str = DEFAULT_DSN_SOURCE
+    dsn: str,
+    table: str,
+    day: dt.date,
+    pg_schema: str = "public",
+    *,
+    dsn_source: str | None = None,
 ) -> int:
     """Rows stored for `day` (0 if the day was never loaded)."""
     return day_summary(dsn, table, day, pg_schema, time_column=None, dsn_source=dsn_source).rows
@@ -535,7 +713,7 @@ def day_summary(
     pg_schema: str = "public",
     *,
     time_column: str | None = "exchange_timestamp",
-    dsn_source: str = DEFAULT_DSN_SOURCE,
+    dsn_source: str | None = None,
 ) -> DaySummary:
     """Rows of `day` and min/max of `time_column` as UTC datetimes, to verify a load."""
     validate_identifier(pg_schema, "pg_schema")

@@ -11,11 +11,14 @@ kite/bars_1m are minute bars built from the archive, reconciled against kite/can
 """
 
 import os
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tick_assets.calendars import session_bounds_utc
 from tick_assets.candles.reconcile import bars_from_ticks
@@ -35,6 +38,7 @@ ARCHIVE_ASSET = "ticks_archive"
 LAKE_ASSET = "ticks"  # lake/kite/ticks/date=DAY/
 BARS_ASSET = "bars_1m"
 MAX_LISTED = 100
+SINK_BATCH_ROWS = 100_000
 CHECK_NO_TICKS = "every_instrument_has_ticks"
 CHECK_ACCOUNTING = "accounting_chain_adds_up"
 CHECK_READ_BACK = "lake_read_back_matches"
@@ -63,18 +67,35 @@ def sink_dsn(sink: PostgresSinkConfig, environ: dict[str, str]) -> str:
     return dsn
 
 
+def lake_batches(home: str, day: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The day's lake partition as record batches (a whole day need not fit in memory)."""
+    partition = {"date": day}
+    manifest = lake.read_manifest(home, VENUE, LAKE_ASSET, partition)
+    directory = lake.partition_dir(home, VENUE, LAKE_ASSET, partition)
+    files = [pq.ParquetFile(directory / entry.name) for entry in manifest.files]
+    schema = files[0].schema_arrow
+    return schema, (b for f in files for b in f.iter_batches(batch_size=SINK_BATCH_ROWS))
+
+
 def load_sink(
     sink: PostgresSinkConfig, home: str, day: str, expected_rows: int
 ) -> tuple[dict[str, Any], str | None]:
     """Copy the lake partition into PostgreSQL; (metadata, problem or None)."""
     dsn = sink_dsn(sink, dict(os.environ))
-    table = lake.read_partition(home, VENUE, LAKE_ASSET, {"date": day})
-    report = sql_sink.load_day(
-        dsn, sink.table, date.fromisoformat(day), table, table.schema, pg_schema=sink.pg_schema
-    )
-    counted = sql_sink.count_day(dsn, sink.table, date.fromisoformat(day), pg_schema=sink.pg_schema)
+    schema, batches = lake_batches(home, day)
+    when = date.fromisoformat(day)
+    try:
+        report = sql_sink.load_day(
+            dsn, sink.table, when, batches, schema, pg_schema=sink.pg_schema,
+            dsn_source=sink.dsn_env,
+        )  # fmt: skip
+        counted = sql_sink.count_day(
+            dsn, sink.table, when, pg_schema=sink.pg_schema, dsn_source=sink.dsn_env
+        )
+    except sql_sink.SqlSinkError as exc:
+        return {"error": str(exc)}, f"SQL sink: {exc}"
     meta = {
-        "table": f"{sink.pg_schema}.{sink.table}",
+        "table": report.table,
         "partition": report.partition,
         "rows": report.rows,
         "rows_counted": counted,
@@ -83,8 +104,7 @@ def load_sink(
     problem = None
     if counted != expected_rows:
         problem = (
-            f"PostgreSQL {sink.pg_schema}.{sink.table} holds {counted} rows for {day}, the lake "
-            f"{expected_rows}"
+            f"PostgreSQL {report.table} holds {counted} rows for {day}, the lake {expected_rows}"
         )
     return meta, problem
 
