@@ -182,6 +182,15 @@ def test_morning_schedules_run_today_on_trading_days_and_skip_holidays():
     )
     assert requests == [] and "no NSE holiday data for 2031-03-14" in skip
 
+    archive = schedules.kite_archive_schedule
+    assert (archive.cron_schedule, archive.execution_timezone) == ("45 15 * * 1-5", "Asia/Kolkata")
+    requests, skip = _evaluate(archive, datetime(2025, 3, 13, 15, 45, tzinfo=IST))
+    assert skip is None and [(r.partition_key, r.run_key) for r in requests] == [
+        ("2025-03-13", "2025-03-13")
+    ]
+    requests, skip = _evaluate(archive, datetime(2025, 3, 14, 15, 45, tzinfo=IST))
+    assert requests == [] and "not an NSE trading day" in skip
+
 
 # ---------------------------------------------------------------- kite/access_token
 

@@ -89,6 +89,11 @@ def kite_access_token_schedule(
 def kite_reference_data_schedule(
     context: dg.ScheduleEvaluationContext,
 ) -> dg.RunRequest | dg.SkipReason:
+    return _todays_partition(context)
+
+
+def _todays_partition(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """A run of today's trading-day partition (run_key = the day), or why not."""
     day = _day(context)
     skip = _not_trading(day)
     if skip is not None:
@@ -113,8 +118,4 @@ def kite_reference_data_schedule(
     ),
 )
 def kite_archive_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    day = _day(context)
-    skip = _not_trading(day)
-    if skip is not None:
-        return skip
-    return dg.RunRequest(run_key=day.isoformat(), partition_key=day.isoformat())
+    return _todays_partition(context)
