@@ -217,3 +217,26 @@ def test_a_payload_that_recurs_on_one_connection_is_kept(tmp_path):
     day = archive.archive_day(spec(tmp_path), TICK_SCHEMA, LOOKUP)
     assert day.manifest.rows == 3 and day.accounting["dropped"]["duplicates"] == 3
     assert read(tmp_path)["connection"].to_list() == ["s#1.1"] * 3
+
+
+def test_a_day_captured_again_after_its_staging_was_deleted_keeps_the_earlier_archive(tmp_path):
+    first = [tick(738561, OPEN + timedelta(seconds=k), OPEN + timedelta(seconds=k), 10 + k)
+             for k in range(4)]  # fmt: skip
+    journal(tmp_path, "a", 1, first)
+    archive.archive_day(spec(tmp_path), TICK_SCHEMA, LOOKUP)
+    archive.delete_staging(tmp_path, "kite", DAY)
+    # later that day the shard is captured again: run 2 (the cached tick again, then new ticks)
+    cached = dict(first[-1], received_at=first[-1]["received_at"] + timedelta(minutes=5),
+                  connection="a#2.1")  # fmt: skip
+    new = [tick(5633, OPEN + timedelta(minutes=6 + k), OPEN + timedelta(minutes=6 + k), 2000 + k,
+                connection="a#2.1") for k in range(3)]  # fmt: skip
+    journal(tmp_path, "a", 2, [cached, *new])
+    day = archive.archive_day(spec(tmp_path), TICK_SCHEMA, LOOKUP)
+    assert day.ok, day.chain
+    assert day.manifest.rows == 7  # 4 from the earlier archive + 3 new; the cached tick dropped
+    assert day.accounting["rows_from_previous_archive"] == 4
+    assert day.accounting["dropped"]["duplicates"] == 1
+    assert day.manifest.extra["runs_archived"] == ["a/1", "a/2"]
+    assert any("carried over" in note for note in day.notes)
+    frame = read(tmp_path)
+    assert frame["connection"].to_list() == ["a#2.1"] * 3 + ["s#1.1"] * 4  # ACC, then RELIANCE

@@ -173,6 +173,21 @@ def day_runs(home: Path | str, venue: str, day: date) -> dict[str, dict[str, Any
     return found
 
 
+def _previous_archive(spec: ArchiveSpec, staged: set[str]) -> tuple[set[str], list[Path]] | None:
+    """When the day's lake partition holds runs whose staging is gone (deleted after an earlier
+    archive, then the day was captured again), its runs and files, to carry them over."""
+    partition = {"date": spec.day.isoformat()}
+    try:
+        manifest = lake.read_manifest(spec.home, spec.venue, ASSET, partition)
+    except lake.PartitionNotFoundError:
+        return None
+    covered = set(manifest.extra.get("runs_archived", []))
+    if covered <= staged:
+        return None
+    directory = lake.partition_dir(spec.home, spec.venue, ASSET, partition)
+    return covered, [directory / entry.name for entry in manifest.files]
+
+
 # --- pass 1: keys ------------------------------------------------------------------------------------
 
 
@@ -182,16 +197,30 @@ class _Segment:
     run: int
     path: Path
     rows: int = 0
+    kind: str = "journal"  # or "lake": a file of the day's previous archive, carried over
+
+
+def _batches(segment: _Segment, schema: pa.Schema) -> Iterator[pa.RecordBatch | SegmentReport]:
+    """A source's record batches in the journal schema, then its SegmentReport."""
+    if segment.kind == "journal":
+        yield from iter_segment(segment.path)
+        return
+    rows = batches = 0
+    for batch in pq.ParquetFile(segment.path).iter_batches(65_536, columns=schema.names):
+        table = pa.Table.from_batches([batch]).cast(schema)
+        rows, batches = rows + table.num_rows, batches + 1
+        yield from table.to_batches()
+    yield SegmentReport(segment.path, batches, rows, True, False, "previous archive", schema)
 
 
 def _read_keys(
-    segments: list[_Segment], spec: ArchiveSpec, payload: list[str]
+    segments: list[_Segment], spec: ArchiveSpec, schema: pa.Schema, payload: list[str]
 ) -> tuple[pl.DataFrame, list[SegmentReport]]:
     """First pass: per journal row only its key, times, payload hash and where it is."""
     parts: list[pl.DataFrame] = []
     reports: list[SegmentReport] = []
     for index, segment in enumerate(segments):
-        for item in iter_segment(segment.path):
+        for item in _batches(segment, schema):
             if isinstance(item, SegmentReport):
                 reports.append(item)
                 continue
@@ -232,11 +261,15 @@ class _Plan:
 
 
 def _plan(
-    segments: list[_Segment], spec: ArchiveSpec, payload: list[str], lookup: pl.DataFrame
+    segments: list[_Segment],
+    spec: ArchiveSpec,
+    schema: pa.Schema,
+    payload: list[str],
+    lookup: pl.DataFrame,
 ) -> _Plan:
     """Which journal rows to write and in which order (ties in receipt time broken by journal
     order), with the drop counts and the unknown tokens. Only this function holds the keys."""
-    frame, reports = _read_keys(segments, spec, payload)
+    frame, reports = _read_keys(segments, spec, schema, payload)
     rows = frame.height
     start = int(spec.session_start.timestamp() * 1e9)
     end = int(spec.session_end.timestamp() * 1e9)
@@ -332,7 +365,7 @@ def _bucket(
             group_of = mine["group"].to_numpy()
             pos = mine["pos"].to_numpy()
             base = 0
-            for item in iter_segment(segment.path):
+            for item in _batches(segment, schema):
                 if isinstance(item, SegmentReport):
                     continue
                 lo = int(np.searchsorted(offsets, base))
@@ -481,10 +514,27 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
                 )
             segments.extend(_Segment(shard, run, p) for p in paths.journal_segments(run))
 
-    found = _plan(segments, spec, payload, lookup)
-    reports, drops, unknown, rows_read = found.reports, found.drops, found.unknown, found.read
+    archived = {f"{shard}/{run}" for shard, entry in shards.items() for run in entry["runs"]}
+    carried = _previous_archive(spec, archived)
+    if carried:
+        covered, files = carried
+        notes.append(
+            f"the previous archive of {spec.day} also holds runs {sorted(covered - archived)} "
+            "whose staging is gone; its rows are carried over (duplicates dropped)"
+        )
+        archived |= covered
+        segments.extend(_Segment("(previous archive)", 0, p, kind="lake") for p in files)
+
+    found = _plan(segments, spec, schema, payload, lookup)
+    reports, drops, unknown, rows_total = found.reports, found.drops, found.unknown, found.read
+    carried_rows = sum(
+        r.rows for seg, r in zip(segments, reports, strict=True) if seg.kind == "lake"
+    )
+    rows_read = rows_total - carried_rows
     torn = [r for r in reports if r.torn]
     for segment, report in zip(segments, reports, strict=True):
+        if segment.kind == "lake":
+            continue
         entry = shards[segment.shard].setdefault("journal", {"rows": 0, "segments": 0, "torn": []})
         entry["rows"] += report.rows
         entry["segments"] += 1
@@ -518,7 +568,8 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
 
     clean = all(r["state"] == "stopped" for s in shards.values() for r in s["runs"].values())
     accounting = {
-        "received": rows_read,
+        "received": rows_total,
+        "rows_from_previous_archive": carried_rows,
         "messages_received": totals["messages_received"],
         "messages_written": totals["messages_written"],
         "messages_lost_unflushed": totals["messages_received"] - totals["messages_written"],
@@ -543,7 +594,8 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
                 f"{spec.session_end.isoformat()}"
             ),
             time_column=spec.event_column,
-            extra={"shards": shards, "unknown_instruments": unknown[:MAX_LISTED], "notes": notes},
+            extra={"shards": shards, "unknown_instruments": unknown[:MAX_LISTED], "notes": notes,
+                   "runs_archived": sorted(archived)},
             writer_options=writer_options(out_schema),
         )  # fmt: skip
     finally:
@@ -570,9 +622,10 @@ def archive_day(spec: ArchiveSpec, schema: pa.Schema, lookup: pl.DataFrame) -> D
             else " (or more: a run did not stop cleanly and journaled rows after its last counters write)"
         ): (rows_read == journaled if clean else rows_read >= journaled),
         f"journal: no torn tail in a cleanly stopped run ({len(torn)} torn)": not torn or not clean,
-        f"archive: read {rows_read} == written {rows_written} + outside session "
+        f"archive: read {rows_total} (journals {rows_read} + previous archive {carried_rows}) == "
+        f"written {rows_written} + outside session "
         f"{drops['outside_session']} + duplicates {drops['duplicates']} + unknown instrument "
-        f"{drops['unknown_instrument']}": rows_read == rows_written + sum(drops.values()),
+        f"{drops['unknown_instrument']}": rows_total == rows_written + sum(drops.values()),
     }
     counts = (
         pl.DataFrame({"rank": plan["rank"]}).group_by("rank").len()
