@@ -165,7 +165,10 @@ def test_down_recovered_and_no_ticks_alerts(tmp_path):
         running.wait_for(lambda: "shard_recovered" in [a["kind"] for a in alerts], timeout=10)
         running.wait_for(lambda: "no_ticks" in [a["kind"] for a in alerts], timeout=10)
         report = running.stop()
-    assert [a["kind"] for a in alerts] == ["shard_down", "shard_recovered", "no_ticks"]
+    kinds = [a["kind"] for a in alerts]
+    # recovered (first message after the reconnect) and no_ticks (connected but quiet for
+    # 0.6 s) may come in either order on a loaded machine; each comes once, after shard_down
+    assert kinds[0] == "shard_down" and sorted(kinds[1:]) == ["no_ticks", "shard_recovered"]
     got = report.shard("idx")
     assert got.counters["connect_failures"] >= 2 and got.counters["connects"] == 1
     (gap,) = read_gaps(got.paths.gaps)
