@@ -259,7 +259,7 @@ def test_after_the_close_the_day_is_archived_checked_loaded_and_its_staging_dele
     assert archived["accounting"]["received"] == rows + sum(
         archived["accounting"]["dropped"].values()
     )
-    assert archived["staging"].startswith("deleted")
+    assert archived["staging"].startswith("deleted") and archived["notes"] == []
     assert not (home / "staging" / "kite" / DAY).exists()
     assert (home / "raw" / "kite" / DAY / "indices-0").is_dir()
     assert archived["sql_sink"]["rows_counted"] == rows > 0

@@ -228,6 +228,7 @@ def ticks_archive(
             "lake_path": dg.MetadataValue.path(str(directory)),
             "staging": staging_note,
             "sql_sink": dg.MetadataValue.json(sink_meta or "off"),
+            "notes": dg.MetadataValue.json(result.notes),
         },
         check_results=checks,
     )
